@@ -1,0 +1,42 @@
+# Two commands matter: `make demo` and `make test`. Everything installs into .venv from the lock.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8420
+WEB_PORT ?= 8000
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint typecheck fake-stripe bench bench-quick clean
+
+$(STAMP): requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	@bash scripts/demo.sh
+
+test: install
+	@bash scripts/test.sh $(ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy .
+
+fake-stripe: install
+	$(PY) scripts/fake_stripe.py --port $(PORT)
+
+bench: install
+	$(PY) -m bench
+
+bench-quick: install
+	$(PY) -m bench --quick
+
+clean:
+	rm -rf $(VENV) var/*.sqlite3 db.sqlite3

@@ -1,0 +1,81 @@
+"""Every write to users and their sessions."""
+
+from __future__ import annotations
+
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from accounts.errors import EmailTaken, WrongPassword
+from accounts.models import Role, User
+from config.errors import TokenInvalid, ValidationFailed
+
+
+def _check_password_strength(password: str, user: User, param: str) -> None:
+    try:
+        validate_password(password, user)
+    except DjangoValidationError as exc:
+        raise ValidationFailed(" ".join(exc.messages), param=param) from exc
+
+
+def user_register(*, email: str, password: str, role: str, first_name: str = "", last_name: str = "") -> User:
+    """Creates a customer or merchant. Raises EmailTaken if the email is in use."""
+    email = User.objects.normalize_email(email).lower()
+    if role not in (Role.CUSTOMER, Role.MERCHANT):
+        raise ValidationFailed("Role must be customer or merchant.", param="role")
+    candidate = User(email=email, role=role, first_name=first_name, last_name=last_name)
+    _check_password_strength(password, candidate, "password")
+    if User.objects.filter(email=email).exists():
+        raise EmailTaken(param="email")
+    try:
+        with transaction.atomic():
+            return User.objects.create_user(
+                email=email, password=password, role=role, first_name=first_name, last_name=last_name
+            )
+    except IntegrityError as exc:  # two registrations racing for one email
+        raise EmailTaken(param="email") from exc
+
+
+def user_update(*, user: User, first_name: str | None = None, last_name: str | None = None) -> User:
+    fields = []
+    if first_name is not None:
+        user.first_name = first_name
+        fields.append("first_name")
+    if last_name is not None:
+        user.last_name = last_name
+        fields.append("last_name")
+    if fields:
+        user.save(update_fields=fields)
+    return user
+
+
+def tokens_for(user: User) -> dict[str, str]:
+    refresh = RefreshToken.for_user(user)
+    return {"access": str(refresh.access_token), "refresh": str(refresh)}
+
+
+def user_logout(*, user: User, refresh: str) -> None:
+    """Blacklists the user's own refresh token; a token of someone else is invalid."""
+    try:
+        token = RefreshToken(refresh)  # type: ignore[arg-type]
+    except Exception as exc:  # simplejwt raises TokenError for every malformed or expired token
+        raise TokenInvalid(param="refresh") from exc
+    if str(token.get("sub")) != str(user.pk):
+        raise TokenInvalid(param="refresh")
+    token.blacklist()
+
+
+def user_change_password(*, user: User, old_password: str, new_password: str) -> None:
+    """Sets a new password and revokes every refresh token the user holds."""
+    if not user.check_password(old_password):
+        raise WrongPassword(param="old_password")
+    _check_password_strength(new_password, user, "new_password")
+    with transaction.atomic():
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        outstanding = OutstandingToken.objects.filter(user=user).exclude(blacklistedtoken__isnull=False)
+        BlacklistedToken.objects.bulk_create(
+            [BlacklistedToken(token=token) for token in outstanding], ignore_conflicts=True
+        )

@@ -1,0 +1,57 @@
+"""Database helpers shared by every app's services."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from django.db import OperationalError, connection
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# PostgreSQL SQLSTATEs that mean "two transactions collided; try again".
+_RETRYABLE_SQLSTATES = {"40P01", "40001", "55P03"}
+
+
+def is_contention(exc: BaseException) -> bool:
+    cause = exc.__cause__
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate in _RETRYABLE_SQLSTATES:
+        return True
+    # SQLite: a writer that waited out its busy timeout.
+    return "database is locked" in str(exc)
+
+
+def retry_on_contention(attempts: int = 5) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Re-runs a whole transaction when the database reports a deadlock or a
+    serialization failure, so contention never surfaces as a 500.
+
+    Only the outermost call retries: inside another transaction the error must
+    abort the caller's transaction instead.
+    """
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            if connection.in_atomic_block:
+                return fn(*args, **kwargs)
+            for attempt in range(1, attempts + 1):
+                try:
+                    return fn(*args, **kwargs)
+                except OperationalError as exc:
+                    if attempt == attempts or not is_contention(exc):
+                        raise
+                    logger.warning("transaction contention, retrying", extra={"attempt": attempt, "fn": fn.__name__})
+                    time.sleep(random.uniform(0.005, 0.02) * attempt)
+            raise AssertionError("unreachable")
+
+        return wrapper
+
+    return decorate

@@ -1,0 +1,28 @@
+"""Structured logging: one JSON object per line, tagged with the request's ids."""
+
+from __future__ import annotations
+
+import logging
+
+from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
+
+from config.request_context import request_id_var, user_id_var
+
+
+class RequestContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id_var.get()
+        if not hasattr(record, "user_id"):
+            record.user_id = user_id_var.get()
+        return True
+
+
+class JsonFormatter(_JsonFormatter):
+    """python-json-logger's formatter; drops empty context fields to keep lines short."""
+
+    def process_log_record(self, log_record: dict) -> dict:  # type: ignore[override]
+        for key in ("request_id", "user_id"):
+            if log_record.get(key) is None:
+                log_record.pop(key, None)
+        return log_record

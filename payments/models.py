@@ -1,0 +1,137 @@
+"""Our own record of every charge (``Payment``), its refunds and disputes.
+
+A card payment links to Stripe's PaymentIntent by id (and to dj-stripe's
+mirror of it once synced); a wallet payment never leaves the ledger.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from config.ids import PublicIdField
+
+
+class PaymentKind(models.TextChoices):
+    ORDER = "order", "Order"
+    DEPOSIT = "deposit", "Deposit"
+
+
+class PaymentMethodType(models.TextChoices):
+    WALLET = "wallet", "Wallet"
+    CARD = "card", "Card"
+
+
+class PaymentStatus(models.TextChoices):
+    """Mirrors Stripe's PaymentIntent statuses, plus ``failed``."""
+
+    REQUIRES_PAYMENT_METHOD = "requires_payment_method", "Requires payment method"
+    REQUIRES_ACTION = "requires_action", "Requires action"
+    PROCESSING = "processing", "Processing"
+    SUCCEEDED = "succeeded", "Succeeded"
+    CANCELED = "canceled", "Canceled"
+    FAILED = "failed", "Failed"
+
+
+FINAL_PAYMENT_STATUSES = (PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED, PaymentStatus.FAILED)
+
+
+class Payment(models.Model):
+    id = PublicIdField("pay")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payments")
+    kind = models.CharField(max_length=16, choices=PaymentKind.choices)
+    method = models.CharField(max_length=16, choices=PaymentMethodType.choices)
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(
+        max_length=32, choices=PaymentStatus.choices, default=PaymentStatus.REQUIRES_PAYMENT_METHOD
+    )
+    # Reserved by pending refunds and kept by succeeded ones.
+    amount_refunded = models.BigIntegerField(default=0)
+    stripe_payment_intent_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    stripe_payment_method_id = models.CharField(max_length=255, blank=True)
+    stripe_charge_id = models.CharField(max_length=255, blank=True)
+    client_secret = models.CharField(max_length=255, blank=True)
+    failure_code = models.CharField(max_length=64, blank=True)
+    decline_code = models.CharField(max_length=64, blank=True)
+    failure_message = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_gt_0"),
+            models.CheckConstraint(
+                condition=Q(amount_refunded__gte=0) & Q(amount_refunded__lte=F("amount")),
+                name="payment_refunded_within_amount",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["user", "-id"], name="payment_user_newest"),
+            models.Index(fields=["status", "id"], name="payment_status"),
+        ]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def refundable_amount(self) -> int:
+        return self.amount - self.amount_refunded
+
+
+class RefundStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Refund(models.Model):
+    id = PublicIdField("ref")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=RefundStatus.choices, default=RefundStatus.PENDING)
+    reason = models.CharField(max_length=255, blank=True)
+    stripe_refund_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    failure_message = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_gt_0")]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class DisputeStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    WON = "won", "Won"
+    LOST = "lost", "Lost"
+
+
+class Dispute(models.Model):
+    """A chargeback: the merchant's net for the order is held until staff resolve it."""
+
+    id = PublicIdField("dsp")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="disputes")
+    stripe_dispute_id = models.CharField(max_length=255, unique=True)
+    amount = models.BigIntegerField()
+    held_amount = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=DisputeStatus.choices, default=DisputeStatus.OPEN)
+    reason = models.CharField(max_length=64, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.id
