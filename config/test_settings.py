@@ -9,10 +9,15 @@ from config.settings import DATABASES
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+# Lets several suites run side by side on one machine, each on its own database.
+_suffix = os.environ.get("TEST_DB_SUFFIX", "")
+
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file kept between runs (pytest --reuse-db): dj-stripe's migrations are slow on SQLite.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test_db.sqlite3")}  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test_db{_suffix}.sqlite3")}  # noqa: F405
 else:
+    if _suffix:
+        DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{_suffix}"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
 

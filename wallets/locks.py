@@ -3,8 +3,8 @@
 Lock order, the same on every path of every app, so no two transactions can
 wait on each other in a cycle:
 
-    catalog.Product → orders.Order → payments.Payment → payments.Refund
-    → payments.Dispute → wallets.Deposit / wallets.Withdrawal → wallets.Account
+    orders.Order → payments.Payment → payments.Refund → payments.Dispute
+    → catalog.Product → wallets.Deposit / wallets.Withdrawal → wallets.Account
 
 and within one table always in primary-key order.
 """

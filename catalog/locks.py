@@ -1,0 +1,60 @@
+"""Row locks of the catalog app (global lock order: see ``wallets.locks``).
+
+Stock moves with one conditional ``UPDATE … RETURNING``: the row lock is
+taken, the product checked (public, enough stock) and what the order needs
+read back in a single round trip. The lock is held until the caller commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import connection
+from django.db.models import F
+from django.utils import timezone
+
+from catalog.models import Product
+
+_TABLE = Product._meta.db_table
+
+
+@dataclass(frozen=True, slots=True)
+class TakenStock:
+    product_id: str
+    merchant_id: str
+    price: int
+    currency: str
+    fulfillment: str
+    stock_left: int | None  # None: unlimited
+
+
+def stock_take(product_id: str, quantity: int) -> TakenStock | None:
+    """Takes ``quantity`` from a public product's stock and locks its row.
+
+    Returns None, taking nothing, when the product is not public or has too
+    little stock left (the caller tells which apart with an unlocked read).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {_TABLE}
+               SET stock = CASE WHEN stock IS NULL THEN NULL ELSE stock - %s END,
+                   updated_at = %s
+             WHERE id = %s AND is_active AND deleted_at IS NULL
+               AND (stock IS NULL OR stock >= %s)
+         RETURNING merchant_id, price, currency, fulfillment, stock
+            """,  # noqa: S608 - the table name is ours, every value is a parameter
+            [quantity, timezone.now(), product_id, quantity],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    merchant_id, price, currency, fulfillment, stock_left = row
+    return TakenStock(product_id, merchant_id, price, currency, fulfillment, stock_left)
+
+
+def stock_return(product_id: str, quantity: int) -> None:
+    """Gives taken stock back (unlimited stock stays unlimited); locks the product row."""
+    Product.objects.filter(pk=product_id, stock__isnull=False).update(
+        stock=F("stock") + quantity, updated_at=timezone.now()
+    )
