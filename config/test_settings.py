@@ -22,3 +22,7 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
 
 LOGGING["root"]["level"] = os.environ.get("LOG_LEVEL", "WARNING")  # noqa: F405
+
+# Tasks run in-process in tests, whatever broker the environment names.
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_BROKER_URL = "memory://"
