@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from accounts.models import User
+from accounts.models import AuditEvent, User
 
 
 @admin.register(User)
@@ -18,3 +18,20 @@ class UserAdmin(BaseUserAdmin):
         ("Dates", {"fields": ("created_at", "last_login")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "role", "password1", "password2")}),)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "action", "object_type", "object_id", "actor", "request_id")
+    list_filter = ("action", "object_type")
+    search_fields = ("object_id", "actor__email", "request_id")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -9,8 +9,9 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.errors import EmailTaken, WrongPassword
-from accounts.models import Role, User
+from accounts.models import AuditEvent, Role, User
 from config.errors import TokenInvalid, ValidationFailed
+from config.request_context import current_request_id
 
 
 def _check_password_strength(password: str, user: User, param: str) -> None:
@@ -79,3 +80,17 @@ def user_change_password(*, user: User, old_password: str, new_password: str) ->
         BlacklistedToken.objects.bulk_create(
             [BlacklistedToken(token=token) for token in outstanding], ignore_conflicts=True
         )
+
+
+def audit_record(
+    *, actor: User | None, action: str, object_type: str, object_id: str, data: dict | None = None
+) -> AuditEvent:
+    """Appends one line to the audit trail (inside the caller's transaction, so it commits with the change)."""
+    return AuditEvent.objects.create(
+        actor=actor,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        data=data or {},
+        request_id=current_request_id() or "",
+    )

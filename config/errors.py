@@ -247,7 +247,7 @@ def translate(exc: Exception) -> DomainError | None:
     if isinstance(exc, drf_exceptions.NotAcceptable):
         return NotAcceptable()
     if isinstance(exc, drf_exceptions.Throttled):
-        wait = int(exc.wait or 1)
+        wait = int(getattr(exc, "wait", None) or 1)
         return RateLimited(f"Too many requests; retry in {wait} s.", retry_after=wait)
     return None
 

@@ -21,7 +21,7 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
 
-LOGGING["root"]["level"] = os.environ.get("LOG_LEVEL", "WARNING")  # noqa: F405
+LOGGING["root"]["level"] = os.environ.get("LOG_LEVEL", "WARNING")  # type: ignore[index]  # noqa: F405
 
 # Tasks run in-process in tests, whatever broker the environment names.
 CELERY_TASK_ALWAYS_EAGER = True
