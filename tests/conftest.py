@@ -92,3 +92,15 @@ def assert_error(response, status: int, code: str, param: str | None = None) -> 
     if param is not None:
         assert error["param"] == param, error
     return error
+
+
+def pytest_runtest_setup(item):
+    """``@pytest.mark.postgres`` tests (row locks, concurrency) run only on PostgreSQL.
+
+    They skip themselves elsewhere; in CI, which runs on PostgreSQL, a skip is a failure.
+    """
+    if item.get_closest_marker("postgres") is not None:
+        from django.db import connection
+
+        if connection.vendor != "postgresql":
+            pytest.skip("needs PostgreSQL (set DATABASE_URL=postgres://…)")
