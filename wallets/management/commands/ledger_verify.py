@@ -1,0 +1,58 @@
+"""Proves the ledger's invariants; exit 0 when they all hold, 1 (naming the first broken row) when not."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from wallets.verify import CHECKS, Failure, ledger_size, run_check
+
+
+class Command(BaseCommand):
+    help = "Proves that every entry sums to zero and every wallet balance equals the sum of its postings."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--progress",
+            choices=("auto", "always", "never"),
+            default="auto",
+            help="Progress bar on stderr: auto shows it on a terminal for ledgers of 100,000 postings or more.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        started = time.perf_counter()
+        size = ledger_size()
+        self.stdout.write(
+            f"Ledger: {size['accounts']:,} accounts, {size['entries']:,} entries, {size['postings']:,} postings"
+        )
+        progress = options["progress"]
+        disable: bool | None
+        if progress == "never":
+            disable = True
+        elif progress == "always":
+            disable = False
+        else:
+            disable = None if size["postings"] >= 100_000 else True  # None: only on a terminal
+        failures: list[Failure] = []
+        with tqdm(CHECKS, desc="ledger_verify", unit="check", disable=disable, file=self.stderr._out) as bar:
+            for check in bar:
+                check_started = time.perf_counter()
+                failure = run_check(check)
+                elapsed = time.perf_counter() - check_started
+                if failure is None:
+                    self.stdout.write(f"  ok    {check.name} ({elapsed:.2f} s)")
+                else:
+                    failures.append(failure)
+                    self.stdout.write(f"  FAIL  {check.name}: {failure.broken} broken, first: {failure.first}")
+        total = time.perf_counter() - started
+        if failures:
+            first = failures[0]
+            raise CommandError(
+                f"Ledger broken ({len(failures)} of {len(CHECKS)} checks failed in {total:.2f} s); "
+                f"first: {first.first}",
+                returncode=1,
+            )
+        self.stdout.write(self.style.SUCCESS(f"Ledger OK: {len(CHECKS)} checks passed in {total:.2f} s"))

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from config.money import AmountField
+from wallets.models import Deposit, Posting, Withdrawal
+
+
+class WalletSerializer(serializers.Serializer):
+    balance = serializers.IntegerField(help_text="What can be spent now, in minor units.")
+    pending = serializers.IntegerField(help_text="Held by withdrawals in flight and open disputes.")
+    currency = serializers.CharField()
+
+
+class TransactionSerializer(serializers.ModelSerializer):
+    kind = serializers.CharField(source="entry.kind")
+    currency = serializers.CharField(source="entry.currency")
+    reference = serializers.CharField(source="entry.reference")
+    balance_before = serializers.IntegerField(allow_null=True)
+    balance_after = serializers.IntegerField(allow_null=True)
+
+    class Meta:
+        model = Posting
+        fields = ("id", "kind", "amount", "currency", "balance_before", "balance_after", "reference", "created_at")
+
+
+class DepositCreateSerializer(serializers.Serializer):
+    amount = AmountField()
+    payment_method = serializers.CharField(max_length=255, help_text="A saved card (pm_…).")
+
+
+class DepositSerializer(serializers.ModelSerializer):
+    payment = serializers.CharField(source="payment_id", allow_null=True)
+
+    class Meta:
+        model = Deposit
+        fields = ("id", "status", "amount", "currency", "payment", "created_at", "completed_at")
+
+
+class WithdrawalCreateSerializer(serializers.Serializer):
+    amount = AmountField()
+
+
+class WithdrawalSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Withdrawal
+        fields = ("id", "status", "amount", "currency", "reason", "created_at", "decided_at")

@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.schema import errors
+from config.throttling import PaymentsThrottle, WithdrawalsThrottle
+from wallets import selectors, services
+from wallets.serializers import (
+    DepositCreateSerializer,
+    DepositSerializer,
+    TransactionSerializer,
+    WalletSerializer,
+    WithdrawalCreateSerializer,
+    WithdrawalSerializer,
+)
+
+
+class PostThrottledMixin:
+    """Throttles only the POST of a view: reading one's own status stays free."""
+
+    post_throttle_classes: tuple[type, ...] = ()
+
+    def get_throttles(self) -> list[Any]:
+        if self.request.method == "POST":  # type: ignore[attr-defined]
+            return [throttle() for throttle in self.post_throttle_classes]
+        return []
+
+
+class WalletView(APIView):
+    @extend_schema(responses={200: WalletSerializer, **errors(401)}, tags=["wallet"], summary="Balance and pending")
+    def get(self, request: Request) -> Response:
+        summary = selectors.wallet_summary(request.user)  # type: ignore[arg-type]
+        return Response(WalletSerializer(summary).data)
+
+
+class TransactionListView(generics.ListAPIView):
+    serializer_class = TransactionSerializer
+
+    def get_queryset(self) -> Any:
+        return selectors.wallet_postings(self.request.user)  # type: ignore[arg-type]
+
+    @extend_schema(
+        responses={200: TransactionSerializer(many=True), **errors(400, 401)},
+        tags=["wallet"],
+        summary="Wallet postings, newest first, with the balance before and after each",
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class DepositCreateView(PostThrottledMixin, APIView):
+    post_throttle_classes = (PaymentsThrottle,)
+
+    @extend_schema(
+        request=DepositCreateSerializer,
+        responses={201: DepositSerializer, **errors(400, 401, 402, 409, 422, 429, 502)},
+        tags=["wallet"],
+        summary="Top up the wallet from a saved card",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = DepositCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        deposit = services.deposit_create(
+            user=request.user,  # type: ignore[arg-type]
+            amount=serializer.validated_data["amount"],
+            payment_method_id=serializer.validated_data["payment_method"],
+        )
+        return Response(DepositSerializer(deposit).data, status=status.HTTP_201_CREATED)
+
+
+class DepositDetailView(APIView):
+    @extend_schema(responses={200: DepositSerializer, **errors(401, 404)}, tags=["wallet"], summary="A top-up")
+    def get(self, request: Request, deposit_id: str) -> Response:
+        deposit = selectors.deposit_get(user=request.user, deposit_id=deposit_id)  # type: ignore[arg-type]
+        return Response(DepositSerializer(deposit).data)
+
+
+class WithdrawalListCreateView(PostThrottledMixin, generics.ListAPIView):
+    serializer_class = WithdrawalSerializer
+    post_throttle_classes = (WithdrawalsThrottle,)
+
+    def get_queryset(self) -> Any:
+        return selectors.withdrawals_of(self.request.user)  # type: ignore[arg-type]
+
+    @extend_schema(
+        responses={200: WithdrawalSerializer(many=True), **errors(400, 401)},
+        tags=["wallet"],
+        summary="Own withdrawals, newest first",
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        request=WithdrawalCreateSerializer,
+        responses={201: WithdrawalSerializer, **errors(400, 401, 402, 409, 422, 429)},
+        tags=["wallet"],
+        summary="Ask for a payout; the amount is held at once",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = WithdrawalCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        withdrawal = services.withdrawal_request(
+            user=request.user,  # type: ignore[arg-type]
+            amount=serializer.validated_data["amount"],
+        )
+        return Response(WithdrawalSerializer(withdrawal).data, status=status.HTTP_201_CREATED)
+
+
+class WithdrawalDetailView(APIView):
+    @extend_schema(responses={200: WithdrawalSerializer, **errors(401, 404)}, tags=["wallet"], summary="A withdrawal")
+    def get(self, request: Request, withdrawal_id: str) -> Response:
+        withdrawal = selectors.withdrawal_get(user=request.user, withdrawal_id=withdrawal_id)  # type: ignore[arg-type]
+        return Response(WithdrawalSerializer(withdrawal).data)
