@@ -13,6 +13,7 @@ from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
+from catalog.cache import catalog_cache_bump_on_commit
 from catalog.models import Product
 
 _TABLE = Product._meta.db_table
@@ -50,11 +51,23 @@ def stock_take(product_id: str, quantity: int) -> TakenStock | None:
     if row is None:
         return None
     merchant_id, price, currency, fulfillment, stock_left = row
+    if stock_left is not None:
+        # The public catalog shows the stock: drop its cached bodies once this commits.
+        catalog_cache_bump_on_commit()
     return TakenStock(product_id, merchant_id, price, currency, fulfillment, stock_left)
 
 
 def stock_return(product_id: str, quantity: int) -> None:
     """Gives taken stock back (unlimited stock stays unlimited); locks the product row."""
-    Product.objects.filter(pk=product_id, stock__isnull=False).update(
+    changed = Product.objects.filter(pk=product_id, stock__isnull=False).update(
         stock=F("stock") + quantity, updated_at=timezone.now()
+    )
+    if changed:
+        catalog_cache_bump_on_commit()
+
+
+def lock_product(product_id: str, *, merchant_id: str) -> Product:
+    """Locks one live (not deleted) product of ``merchant_id``; raises Product.DoesNotExist."""
+    return Product.objects.select_for_update(of=("self",)).get(
+        pk=product_id, merchant_id=merchant_id, deleted_at__isnull=True
     )

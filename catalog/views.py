@@ -1,0 +1,148 @@
+"""The catalog API. Public GETs are served from the cache before DRF runs (see ``catalog.cache``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.generics import GenericAPIView
+from rest_framework.permissions import AllowAny, BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
+
+from accounts.permissions import IsMerchant
+from catalog import selectors, services
+from catalog.cache import cached_public_get
+from catalog.filters import PublicProductFilter
+from catalog.models import Product
+from catalog.serializers import OwnProductSerializer, ProductSerializer, ProductWriteSerializer
+from config.schema import errors
+from config.throttling import UserThrottle
+
+_READ_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+class _PublicReadOwnerWrite(GenericAPIView):
+    """Reads are public and identical for every caller; writes need the owning merchant.
+
+    Reads ignore credentials altogether, so an anonymous and a logged-in reader
+    get the same (cacheable) body, from the cache or not.
+    """
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:
+        return cached_public_get(super().as_view(**initkwargs))
+
+    def _reading(self) -> bool:
+        return self.request.method in _READ_METHODS
+
+    def get_authenticators(self) -> Sequence[BaseAuthentication]:
+        return [] if self._reading() else super().get_authenticators()
+
+    def get_permissions(self) -> Sequence[BasePermission]:
+        return [AllowAny()] if self._reading() else [IsMerchant()]
+
+    def get_throttles(self) -> Sequence[BaseThrottle]:
+        return [] if self._reading() else [UserThrottle()]
+
+
+class ProductCollectionView(_PublicReadOwnerWrite):
+    queryset = Product.objects.none()
+    serializer_class = ProductSerializer
+    filterset_class = PublicProductFilter
+
+    @extend_schema(
+        operation_id="products_list",
+        responses={200: ProductSerializer(many=True), **errors(400, 404)},
+        tags=["products"],
+        summary="Public catalog: active products, newest first",
+        auth=[],
+    )
+    def get(self, request: Request) -> Response:
+        products = self.filter_queryset(selectors.products_public())
+        page = self.paginate_queryset(products)
+        return self.get_paginated_response(ProductSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=ProductWriteSerializer,
+        responses={201: OwnProductSerializer, **errors(400, 401, 403, 429)},
+        tags=["products"],
+        summary="Create a product (merchants)",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = ProductWriteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        product = services.product_create(merchant=request.user, **serializer.validated_data)  # type: ignore[arg-type]
+        return Response(OwnProductSerializer(product).data, status=status.HTTP_201_CREATED)
+
+
+class ProductDetailView(_PublicReadOwnerWrite):
+    serializer_class = ProductSerializer
+
+    @extend_schema(
+        responses={200: ProductSerializer, **errors(404)},
+        tags=["products"],
+        summary="One public product",
+        auth=[],
+    )
+    def get(self, request: Request, product_id: str) -> Response:
+        return Response(ProductSerializer(selectors.product_public_get(product_id)).data)
+
+    @extend_schema(
+        request=ProductWriteSerializer,
+        responses={200: OwnProductSerializer, **errors(400, 401, 403, 404, 429)},
+        tags=["products"],
+        summary="Update an own product (only the fields sent)",
+    )
+    def patch(self, request: Request, product_id: str) -> Response:
+        serializer = ProductWriteSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        product = services.product_update(
+            merchant=request.user,  # type: ignore[arg-type]
+            product_id=product_id,
+            **serializer.validated_data,
+        )
+        return Response(OwnProductSerializer(product).data)
+
+    @extend_schema(
+        responses={204: None, **errors(401, 403, 404, 429)},
+        tags=["products"],
+        summary="Delete an own product (soft: hidden, kept for orders)",
+    )
+    def delete(self, request: Request, product_id: str) -> Response:
+        services.product_delete(merchant=request.user, product_id=product_id)  # type: ignore[arg-type]
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MerchantProductListView(GenericAPIView):
+    permission_classes = (IsMerchant,)
+    queryset = Product.objects.none()
+    serializer_class = OwnProductSerializer
+
+    @extend_schema(
+        responses={200: OwnProductSerializer(many=True), **errors(401, 403, 404)},
+        tags=["products"],
+        summary="The merchant's own products, deleted ones included",
+        parameters=[OpenApiParameter("limit", int), OpenApiParameter("cursor", str)],
+    )
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(selectors.products_of_merchant(request.user))  # type: ignore[arg-type]
+        return self.get_paginated_response(OwnProductSerializer(page, many=True).data)
+
+
+class MerchantProductDetailView(GenericAPIView):
+    permission_classes = (IsMerchant,)
+    serializer_class = OwnProductSerializer
+
+    @extend_schema(
+        responses={200: OwnProductSerializer, **errors(401, 403, 404)},
+        tags=["products"],
+        summary="One own product, with its fulfillment (also when deleted)",
+    )
+    def get(self, request: Request, product_id: str) -> Response:
+        product = selectors.product_of_merchant_get(request.user, product_id)  # type: ignore[arg-type]
+        return Response(OwnProductSerializer(product).data)
