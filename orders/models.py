@@ -17,15 +17,25 @@ class OrderStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+PAID_STATUSES = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED)
+
 # The only status changes an order can make; services check every change here.
+# canceled/failed → paid exists for one case only: a card payment that succeeds
+# after its reservation expired, when the stock can still be taken again
+# (orders.services.order_on_payment_changed).
 ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
     OrderStatus.PENDING: frozenset({OrderStatus.PAID, OrderStatus.CANCELED, OrderStatus.FAILED}),
     OrderStatus.PAID: frozenset({OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED}),
     OrderStatus.PARTIALLY_REFUNDED: frozenset({OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED}),
     OrderStatus.REFUNDED: frozenset(),
-    OrderStatus.CANCELED: frozenset(),
-    OrderStatus.FAILED: frozenset(),
+    OrderStatus.CANCELED: frozenset({OrderStatus.PAID}),
+    OrderStatus.FAILED: frozenset({OrderStatus.PAID}),
 }
+
+
+class OrderPaymentMethod(models.TextChoices):
+    WALLET = "wallet", "Wallet"
+    CARD = "card", "Card"
 
 
 class Order(models.Model):
@@ -39,7 +49,7 @@ class Order(models.Model):
     currency = models.CharField(max_length=3)
     fee = models.BigIntegerField()
     merchant_net = models.BigIntegerField()
-    payment_method = models.CharField(max_length=16)
+    payment_method = models.CharField(max_length=16, choices=OrderPaymentMethod.choices)
     status = models.CharField(max_length=32, choices=OrderStatus.choices, default=OrderStatus.PENDING)
     payment = models.OneToOneField(
         "payments.Payment", null=True, blank=True, on_delete=models.PROTECT, related_name="order"
@@ -69,3 +79,118 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+    @property
+    def is_paid(self) -> bool:
+        return self.status in PAID_STATUSES
+
+
+# --- order events and their delivery to subscribers ---------------------------------
+
+
+class OrderEventType(models.TextChoices):
+    PAID = "order.paid", "order.paid"
+    REFUNDED = "order.refunded", "order.refunded"
+    CANCELED = "order.canceled", "order.canceled"
+    FAILED = "order.failed", "order.failed"
+
+
+class WebhookEndpoint(models.Model):
+    """A merchant's URL that receives signed order events."""
+
+    id = PublicIdField("whk")
+    merchant = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="webhook_endpoints")
+    url = models.URLField(max_length=2000)
+    # Signs every delivery (HMAC-SHA256); shown to the merchant once, at creation.
+    secret = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Deleted endpoints are kept (their delivery history stays readable) but receive nothing.
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["merchant", "-id"], condition=Q(deleted_at__isnull=True), name="webhook_live_newest")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.url} ({self.id})"
+
+
+class OrderEvent(models.Model):
+    """Something that happened to an order, written in the same transaction (an outbox row).
+
+    ``dispatched_at`` is set once its deliveries exist; a sweep fans out the
+    events whose after-commit task was lost.
+    """
+
+    id = PublicIdField("evt")
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="events")
+    merchant = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    type = models.CharField(max_length=32, choices=OrderEventType.choices)
+    # One event per cause: a repeated call of an idempotent service emits nothing twice.
+    key = models.CharField(max_length=128, unique=True)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["created_at"], condition=Q(dispatched_at__isnull=True), name="order_event_undispatched"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.order_id}"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed (gave up)"
+
+
+class EventDelivery(models.Model):
+    """One event to one receiver: a merchant endpoint, or the internal ORDER_EVENTS_URL (endpoint null)."""
+
+    id = PublicIdField("dlv")
+    event = models.ForeignKey(OrderEvent, on_delete=models.PROTECT, related_name="deliveries")
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="deliveries"
+    )
+    url = models.URLField(max_length=2000)
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    # When the next attempt is due; also the lease of an attempt in flight.
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "endpoint"], condition=Q(endpoint__isnull=False), name="delivery_one_per_endpoint"
+            ),
+            models.UniqueConstraint(fields=["event"], condition=Q(endpoint__isnull=True), name="delivery_one_internal"),
+        ]
+        indexes = [models.Index(fields=["next_attempt_at"], condition=Q(status="pending"), name="delivery_pending_due")]
+        verbose_name_plural = "event deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.id} → {self.url}"
+
+
+class DeliveryAttempt(models.Model):
+    """One HTTP attempt of a delivery: what the receiver answered, or why it could not."""
+
+    id = models.BigAutoField(primary_key=True)
+    delivery = models.ForeignKey(EventDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    duration_ms = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id} {self.status_code or self.error}"

@@ -1,0 +1,92 @@
+"""Back office for orders and their events. Read-only: status changes only through services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from orders import services
+from orders.models import DeliveryAttempt, EventDelivery, Order, OrderEvent, WebhookEndpoint
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class OrderEventInline(admin.TabularInline):
+    model = OrderEvent
+    fields = ("id", "type", "created_at", "dispatched_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Order)
+class OrderAdmin(ReadOnlyAdmin):
+    list_display = ("id", "status", "buyer", "merchant", "product", "quantity", "amount", "currency",
+                    "payment_method", "created_at")  # fmt: skip
+    list_filter = ("status", "payment_method", "currency")
+    search_fields = ("=id", "buyer__email", "=payment__id", "=product__id")
+    list_select_related = ("buyer", "merchant", "product")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    inlines = (OrderEventInline,)
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    fields = ("created_at", "status_code", "error", "duration_ms")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(EventDelivery)
+class EventDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ("id", "event", "url", "status", "attempts", "last_status_code", "next_attempt_at", "delivered_at")
+    list_filter = ("status",)
+    search_fields = ("=id", "=event__id", "=event__order__id", "url")
+    list_select_related = ("event",)
+    inlines = (DeliveryAttemptInline,)
+    actions = ("redeliver",)
+
+    @admin.action(description="Redeliver the selected events now")
+    def redeliver(self, request: HttpRequest, queryset: QuerySet[EventDelivery]) -> None:
+        count = 0
+        for delivery_id in queryset.values_list("pk", flat=True):
+            services.delivery_redeliver(delivery_id=delivery_id, actor=request.user)  # type: ignore[arg-type]
+            count += 1
+        self.message_user(request, f"{count} deliveries queued again.", messages.SUCCESS)
+
+
+@admin.register(OrderEvent)
+class OrderEventAdmin(ReadOnlyAdmin):
+    list_display = ("id", "type", "order", "merchant", "created_at", "dispatched_at")
+    list_filter = ("type",)
+    search_fields = ("=id", "=order__id")
+    list_select_related = ("merchant",)
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(ReadOnlyAdmin):
+    list_display = ("id", "merchant", "url", "created_at", "deleted_at")
+    search_fields = ("=id", "merchant__email", "url")
+    list_select_related = ("merchant",)
+    exclude = ("secret",)

@@ -1,0 +1,54 @@
+"""Celery tasks of the orders app: reservation expiry and order-event delivery."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+
+from orders import services
+
+
+def _eager() -> bool:
+    return bool(settings.CELERY_TASK_ALWAYS_EAGER)
+
+
+@shared_task(name="orders.tasks.expire_reservations")
+def expire_reservations() -> int:
+    """Beat, every minute: cancels card orders whose reservation ran out (stock back).
+
+    It also runs the delivery sweep, so retries and lost fan-outs are picked up
+    even where no separate beat entry schedules ``deliveries_retry_due``.
+    """
+    canceled = services.orders_expire()
+    deliveries_retry_due()
+    return canceled
+
+
+@shared_task(name="orders.tasks.event_fan_out")
+def event_fan_out(event_id: str) -> None:
+    """After an order event commits: creates its deliveries and sends each once."""
+    for delivery_id in services.event_fan_out(event_id=event_id):
+        deliver_event.delay(delivery_id)
+
+
+@shared_task(name="orders.tasks.deliver_event")
+def deliver_event(delivery_id: str) -> None:
+    """One attempt of one delivery; a failure schedules the next at its backoff time.
+
+    With eager tasks (no broker: demo, tests) the next attempt is left to the
+    sweep instead, since an eager countdown would not wait.
+    """
+    delivery = services.delivery_attempt(delivery_id=delivery_id)
+    if delivery is not None and delivery.status == "pending" and not _eager():
+        deliver_event.apply_async((delivery_id,), eta=delivery.next_attempt_at)
+
+
+@shared_task(name="orders.tasks.deliveries_retry_due")
+def deliveries_retry_due() -> int:
+    """Sends every delivery whose retry is due and fans out events whose fan-out was lost."""
+    for event_id in services.events_undispatched():
+        event_fan_out.delay(event_id)
+    due = services.deliveries_due()
+    for delivery_id in due:
+        deliver_event.delay(delivery_id)
+    return len(due)

@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import IsMerchant
+from config.schema import errors
+from config.throttling import PaymentsThrottle, UserThrottle
+from orders import selectors, services
+from orders.serializers import (
+    OrderCreateSerializer,
+    OrderSerializer,
+    SaleSerializer,
+    SalesQuerySerializer,
+    WebhookEndpointCreatedSerializer,
+    WebhookEndpointCreateSerializer,
+    WebhookEndpointSerializer,
+)
+
+
+class _PostThrottled:
+    """Throttles only the POST of a view: reading stays free."""
+
+    post_throttle_classes: tuple[type, ...] = ()
+
+    def get_throttles(self) -> list[Any]:
+        if self.request.method == "POST":  # type: ignore[attr-defined]
+            return [throttle() for throttle in self.post_throttle_classes]
+        return []
+
+
+class OrderListCreateView(_PostThrottled, generics.ListAPIView):
+    serializer_class = OrderSerializer
+    permission_classes = (IsAuthenticated,)
+    post_throttle_classes = (PaymentsThrottle,)
+
+    def get_queryset(self) -> Any:
+        return selectors.orders_of_buyer(buyer=self.request.user)  # type: ignore[arg-type]
+
+    @extend_schema(
+        responses={200: OrderSerializer(many=True), **errors(400, 401)},
+        tags=["orders"],
+        summary="Your orders, newest first",
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        request=OrderCreateSerializer,
+        responses={201: OrderSerializer, **errors(400, 401, 402, 403, 404, 409, 422, 429, 502)},
+        tags=["orders"],
+        summary="Buy a product with the wallet or a card",
+        description=(
+            "Customers only. Wallet: paid at once, the response carries the fulfillment. Card: the stock is "
+            "reserved and the card charged; an order needing customer action comes back pending with a "
+            "client_secret. Errors: 404 unknown or unavailable product, 409 out_of_stock, 402 insufficient_funds "
+            "or card_declined, 400 own product, 502 stripe_unavailable (the order stays pending)."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        serializer = OrderCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        order = services.order_place(
+            buyer=request.user,  # type: ignore[arg-type]
+            product_id=data["product"],
+            quantity=data["quantity"],
+            payment_method=data["payment_method"],
+            card=data.get("card"),
+        )
+        return Response(OrderSerializer(order).data, status=status.HTTP_201_CREATED)
+
+
+class OrderDetailView(APIView):
+    @extend_schema(responses={200: OrderSerializer, **errors(401, 404)}, tags=["orders"], summary="One of your orders")
+    def get(self, request: Request, order_id: str) -> Response:
+        order = selectors.order_of_buyer(buyer=request.user, order_id=order_id)  # type: ignore[arg-type]
+        return Response(OrderSerializer(order).data)
+
+
+class OrderCancelView(APIView):
+    throttle_classes = (PaymentsThrottle,)
+
+    @extend_schema(
+        request=None,
+        responses={200: OrderSerializer, **errors(401, 404, 409, 429, 502)},
+        tags=["orders"],
+        summary="Cancel a pending order; its stock comes back",
+    )
+    def post(self, request: Request, order_id: str) -> Response:
+        order = services.order_cancel(buyer=request.user, order_id=order_id)  # type: ignore[arg-type]
+        return Response(OrderSerializer(order).data)
+
+
+class MerchantSalesView(generics.ListAPIView):
+    serializer_class = SaleSerializer
+    permission_classes = (IsMerchant,)
+
+    def get_queryset(self) -> Any:
+        query = SalesQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return selectors.sales_of_merchant(merchant=self.request.user, **query.validated_data)  # type: ignore[arg-type]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, description="Only orders in this status."),
+            OpenApiParameter("since", str, description="ISO-8601: only orders created at or after it."),
+        ],
+        responses={200: SaleSerializer(many=True), **errors(400, 401, 403)},
+        tags=["merchant"],
+        summary="Orders of your products, newest first, with fee and net",
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class WebhookEndpointListCreateView(_PostThrottled, generics.ListAPIView):
+    serializer_class = WebhookEndpointSerializer
+    permission_classes = (IsMerchant,)
+    post_throttle_classes = (UserThrottle,)
+
+    def get_queryset(self) -> Any:
+        return selectors.webhook_endpoints_of(merchant=self.request.user)  # type: ignore[arg-type]
+
+    @extend_schema(
+        responses={200: WebhookEndpointSerializer(many=True), **errors(401, 403)},
+        tags=["merchant"],
+        summary="Your webhook endpoints for order events",
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        request=WebhookEndpointCreateSerializer,
+        responses={201: WebhookEndpointCreatedSerializer, **errors(400, 401, 403, 429)},
+        tags=["merchant"],
+        summary="Register a URL for signed order events (order.paid, order.refunded, order.canceled, order.failed)",
+        description="The response carries the signing secret, shown only once. See docs/webhooks.md.",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = WebhookEndpointCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        endpoint = services.webhook_endpoint_create(
+            merchant=request.user,  # type: ignore[arg-type]
+            url=serializer.validated_data["url"],
+        )
+        return Response(WebhookEndpointCreatedSerializer(endpoint).data, status=status.HTTP_201_CREATED)
+
+
+class WebhookEndpointDetailView(APIView):
+    permission_classes = (IsMerchant,)
+
+    @extend_schema(
+        responses={204: None, **errors(401, 403, 404)}, tags=["merchant"], summary="Stop sending events to a URL"
+    )
+    def delete(self, request: Request, endpoint_id: str) -> Response:
+        services.webhook_endpoint_delete(merchant=request.user, endpoint_id=endpoint_id)  # type: ignore[arg-type]
+        return Response(status=status.HTTP_204_NO_CONTENT)
