@@ -96,3 +96,43 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_id}"
+
+
+class IdempotencyKeyStatus(models.TextChoices):
+    IN_PROGRESS = "in_progress", "In progress"
+    COMPLETED = "completed", "Completed"
+
+
+class IdempotencyKey(models.Model):
+    """A client's ``Idempotency-Key``: the claim on it and, once done, the response to replay.
+
+    The row itself is the lock: inserting it (unique per scope and key, in its
+    own committed transaction) claims the key across every worker and machine.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    # "usr:<user id>" for authenticated calls, "ip:<address>" for anonymous ones.
+    scope = models.CharField(max_length=80)
+    key = models.CharField(max_length=255)
+    # sha256 of method, path and body: the same key with another request is refused.
+    request_hash = models.CharField(max_length=64)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=512)
+    status = models.CharField(
+        max_length=16, choices=IdempotencyKeyStatus.choices, default=IdempotencyKeyStatus.IN_PROGRESS
+    )
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_content_type = models.CharField(max_length=128, blank=True)
+    response_body = models.BinaryField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # When the claim was (re)taken: an in-progress claim older than the lock timeout is abandoned.
+    locked_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="idempotency_key_unique_per_scope"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key} ({self.status})"

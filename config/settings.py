@@ -61,6 +61,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Resolves the JWT user itself: DRF authenticates only inside the view.
+    "config.idempotency.IdempotencyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -127,6 +129,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# config is not an installed app, so autodiscovery would miss its tasks.
+CELERY_IMPORTS = ("config.tasks",)
 CELERY_BEAT_SCHEDULE = {
     "expire-order-reservations": {"task": "orders.tasks.expire_reservations", "schedule": 60.0},
     "reconcile-processing-payments": {"task": "payments.tasks.reconcile_payments", "schedule": 300.0},
@@ -239,6 +243,12 @@ if STRIPE_API_BASE:
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
 DJSTRIPE_WEBHOOK_TOLERANCE = 300
+# The webhook request only claims the event (one row per event id); a Celery
+# task applies it after commit (payments.webhooks, payments.tasks).
+DJSTRIPE_WEBHOOK_EVENT_CALLBACK = "payments.webhooks.webhook_received"
+# Card payments and refunds left in flight longer than this are settled by
+# payments.tasks.reconcile_payments (Stripe is asked for the truth).
+STRIPE_RECONCILE_AFTER_SECONDS = env.int("STRIPE_RECONCILE_AFTER_SECONDS", default=120)
 
 # --- HTTP, static, i18n -----------------------------------------------------
 
@@ -301,8 +311,9 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
-        # Our access log line replaces Django's own request/server lines.
-        "django.request": {"level": "CRITICAL", "propagate": True},
+        # Our access log line replaces Django's per-request lines; 5xx are
+        # still logged here, with the traceback of an uncaught exception.
+        "django.request": {"level": "ERROR", "propagate": True},
         "django.server": {"level": "WARNING", "propagate": True},
         "stripe": {"level": "WARNING"},
     },

@@ -1,0 +1,251 @@
+"""``Idempotency-Key`` for every POST of the API, in one middleware.
+
+The first request with a key claims it by inserting a row (unique per scope
+and key) in its own committed transaction, so the claim holds across gunicorn
+workers and machines. When the view has answered, the response is stored on
+the row and every later request with the same key and the same body gets it
+back with ``Idempotent-Replayed: true``; nothing runs again.
+
+- Scope: the user of a valid Bearer access token (checked from the token
+  alone, no query), otherwise the client's IP address.
+- Same key, other method/path/body: ``422 idempotency_key_reused``.
+- Same key while the first request still runs: ``409 idempotency_key_in_use``.
+- What is stored: 2xx/3xx answers and the business refusals 402 and 409. Other
+  4xx answers (validation, authentication, permission, not found, rate limit)
+  mean nothing was done, and a 5xx may not have finished: both release the
+  claim so the client can fix the request or simply retry with the same key.
+- A claim left ``in_progress`` longer than ``IDEMPOTENCY_LOCK_TIMEOUT`` (a
+  worker died mid-request) may be taken over; the timestamp of the claim is
+  the fencing token, so the late worker can no longer overwrite it.
+- Keys live ``IDEMPOTENCY_TTL`` (24 h); ``config.tasks.purge_idempotency_keys``
+  deletes the expired ones, and an expired key found on the way is reused.
+
+A request without the header costs nothing here: no parsing, no query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import AccessToken
+
+from accounts.models import IdempotencyKey, IdempotencyKeyStatus
+from config.errors import (
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    PayloadTooLarge,
+    ValidationFailed,
+    error_response,
+)
+
+logger = logging.getLogger(__name__)
+
+HEADER = "Idempotency-Key"
+META_KEY = "HTTP_IDEMPOTENCY_KEY"
+REPLAYED_HEADER = "Idempotent-Replayed"
+MAX_KEY_LENGTH = 255
+DEFAULT_LOCK_TIMEOUT = timedelta(minutes=5)
+# Business answers that are part of the request's outcome, so they are replayed.
+STORED_CLIENT_ERRORS = frozenset({402, 409})
+_CLAIM_ATTEMPTS = 3
+
+
+def request_fingerprint(method: str, path: str, body: bytes) -> str:
+    """sha256 over method, path and body; a JSON body is compared by its content, not its spacing or key order."""
+    canonical = body
+    if body:
+        try:
+            canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+        except (ValueError, RecursionError):
+            canonical = body
+    digest = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode("utf-8", "surrogateescape"), canonical):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The client's address, trusting ``NUM_PROXIES`` hops of X-Forwarded-For as DRF's throttles do."""
+    remote = request.META.get("REMOTE_ADDR", "") or "unknown"
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+    num_proxies = settings.REST_FRAMEWORK.get("NUM_PROXIES")
+    if num_proxies is None or not forwarded:
+        return remote
+    if num_proxies == 0:
+        return remote
+    addresses = [part.strip() for part in forwarded.split(",") if part.strip()]
+    if not addresses:
+        return remote
+    return addresses[-min(num_proxies, len(addresses))]
+
+
+def request_scope(request: HttpRequest) -> str:
+    """``usr:<id>`` from a valid Bearer access token (signature and expiry only, no query), else ``ip:<addr>``."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    parts = header.split()
+    if len(parts) == 2 and parts[0] in jwt_settings.AUTH_HEADER_TYPES:
+        try:
+            token = AccessToken(parts[1])  # type: ignore[arg-type]
+        except TokenError:
+            token = None
+        if token is not None:
+            user_id = token.get(jwt_settings.USER_ID_CLAIM)
+            if user_id:
+                return f"usr:{user_id}"[:80]
+    return f"ip:{client_ip(request)}"[:80]
+
+
+def _lock_timeout() -> timedelta:
+    return getattr(settings, "IDEMPOTENCY_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)
+
+
+def _should_store(response: HttpResponse) -> bool:
+    if response.streaming:
+        return False
+    status = response.status_code
+    return status < 400 or status in STORED_CLIENT_ERRORS
+
+
+def _replay(row: IdempotencyKey) -> HttpResponse:
+    response = HttpResponse(
+        bytes(row.response_body or b""),
+        status=row.response_status or 200,
+        content_type=row.response_content_type or None,
+    )
+    response[REPLAYED_HEADER] = "true"
+    return response
+
+
+class IdempotencyMiddleware:
+    """Claims, replays or refuses POSTs to the API that carry an ``Idempotency-Key``."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST" or META_KEY not in request.META or not request.path.startswith("/api/"):
+            return self.get_response(request)
+
+        key = request.META[META_KEY]
+        if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+            return error_response(
+                ValidationFailed(f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable characters long.", param=HEADER)
+            )
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            return error_response(PayloadTooLarge())
+
+        scope = request_scope(request)
+        path = request.get_full_path()
+        fingerprint = request_fingerprint(request.method, path, body)
+        row, answer = self._claim(scope=scope, key=key, fingerprint=fingerprint, path=path)
+        if answer is not None:
+            return answer
+        assert row is not None
+
+        try:
+            response = self.get_response(request)
+        except BaseException:
+            self._release(row)
+            raise
+        if _should_store(response):
+            self._complete(row, response)
+        else:
+            self._release(row)
+        return response
+
+    def _claim(
+        self, *, scope: str, key: str, fingerprint: str, path: str
+    ) -> tuple[IdempotencyKey | None, HttpResponse | None]:
+        """Inserts the claim, or answers from the row another request left: replay, 409 or 422."""
+        for _ in range(_CLAIM_ATTEMPTS):
+            now = timezone.now()
+            try:
+                with transaction.atomic():
+                    row = IdempotencyKey.objects.create(
+                        scope=scope,
+                        key=key,
+                        request_hash=fingerprint,
+                        method="POST",
+                        path=path[:512],
+                        created_at=now,
+                        locked_at=now,
+                        expires_at=now + settings.IDEMPOTENCY_TTL,
+                    )
+                return row, None
+            except IntegrityError:
+                pass
+
+            existing = IdempotencyKey.objects.filter(scope=scope, key=key).first()
+            if existing is None:  # released between our insert and this read
+                continue
+            if existing.expires_at <= now:
+                IdempotencyKey.objects.filter(pk=existing.pk, expires_at__lte=now).delete()
+                continue
+            if existing.request_hash != fingerprint:
+                return None, error_response(
+                    IdempotencyKeyReused(
+                        f"This {HEADER} was already used with a different request.",
+                        param=HEADER,
+                    )
+                )
+            if existing.status == IdempotencyKeyStatus.COMPLETED:
+                return None, _replay(existing)
+            if existing.locked_at <= now - _lock_timeout():
+                taken = IdempotencyKey.objects.filter(
+                    pk=existing.pk, status=IdempotencyKeyStatus.IN_PROGRESS, locked_at=existing.locked_at
+                ).update(locked_at=now)
+                if taken:
+                    logger.warning("idempotency claim abandoned, taken over", extra={"scope": scope})
+                    existing.locked_at = now
+                    return existing, None
+                continue
+            break
+        return None, error_response(IdempotencyKeyInUse(param=HEADER))
+
+    @staticmethod
+    def _complete(row: IdempotencyKey, response: HttpResponse) -> None:
+        stored = IdempotencyKey.objects.filter(
+            pk=row.pk, status=IdempotencyKeyStatus.IN_PROGRESS, locked_at=row.locked_at
+        ).update(
+            status=IdempotencyKeyStatus.COMPLETED,
+            response_status=response.status_code,
+            response_content_type=str(response.get("Content-Type", ""))[:128],
+            response_body=bytes(response.content),
+        )
+        if not stored:
+            logger.warning("idempotency claim lost before completion", extra={"scope": row.scope})
+
+    @staticmethod
+    def _release(row: IdempotencyKey) -> None:
+        IdempotencyKey.objects.filter(
+            pk=row.pk, status=IdempotencyKeyStatus.IN_PROGRESS, locked_at=row.locked_at
+        ).delete()
+
+
+def purge_expired(*, now: Any = None, batch_size: int = 5000) -> int:
+    """Deletes expired keys in batches (short transactions); returns how many."""
+    now = now or timezone.now()
+    deleted = 0
+    while True:
+        ids = list(IdempotencyKey.objects.filter(expires_at__lte=now).values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return deleted
+        count, _ = IdempotencyKey.objects.filter(pk__in=ids).delete()
+        deleted += count
+        if len(ids) < batch_size:
+            return deleted

@@ -1,0 +1,336 @@
+"""Idempotency-Key on POSTs: claim, replay, refusal, release, expiry, purge."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.http import HttpResponse, JsonResponse
+from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from accounts.models import IdempotencyKey, IdempotencyKeyStatus, User
+from config.idempotency import IdempotencyMiddleware, request_fingerprint
+from config.tasks import purge_idempotency_keys
+from tests.conftest import assert_error
+from tests.factories import PASSWORD
+
+REGISTER = "/api/v1/auth/register"
+
+
+def _register_body(email: str = "new@example.test") -> dict:
+    return {"email": email, "password": PASSWORD, "role": "customer"}
+
+
+def _post(client: APIClient, path: str, body: dict, key: str | None, **extra):
+    if key is not None:
+        extra["HTTP_IDEMPOTENCY_KEY"] = key
+    return client.post(path, body, format="json", **extra)
+
+
+@pytest.mark.django_db
+def test_register_with_key_when_repeated_then_replays_first_response_and_creates_once(api):
+    first = _post(api, REGISTER, _register_body(), "key-1")
+    second = _post(api, REGISTER, _register_body(), "key-1")
+
+    assert first.status_code == 201
+    assert "Idempotent-Replayed" not in first
+    assert second.status_code == 201
+    assert second["Idempotent-Replayed"] == "true"
+    assert second.content == first.content
+    assert second["Content-Type"] == first["Content-Type"]
+    assert User.objects.filter(email="new@example.test").count() == 1
+    assert IdempotencyKey.objects.get().status == IdempotencyKeyStatus.COMPLETED
+
+
+@pytest.mark.django_db
+def test_register_without_key_when_repeated_then_second_is_refused(api):
+    assert _post(api, REGISTER, _register_body(), None).status_code == 201
+
+    repeat = _post(api, REGISTER, _register_body(), None)
+
+    assert repeat.status_code == 400
+    assert "Idempotent-Replayed" not in repeat
+    assert IdempotencyKey.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_key_when_reused_with_other_body_then_422_and_nothing_done(api):
+    assert _post(api, REGISTER, _register_body("a@example.test"), "key-2").status_code == 201
+
+    response = _post(api, REGISTER, _register_body("b@example.test"), "key-2")
+
+    error = assert_error(response, 422, "idempotency_key_reused", "Idempotency-Key")
+    assert error["type"] == "idempotency_error"
+    assert not User.objects.filter(email="b@example.test").exists()
+
+
+@pytest.mark.django_db
+def test_key_when_reused_on_other_path_then_422(customer_api):
+    assert _post(customer_api, "/api/v1/me/password", {"old_password": "x", "new_password": "y"}, "k").status_code
+
+    IdempotencyKey.objects.create(
+        scope=f"usr:{customer_api.user.pk}",
+        key="k2",
+        request_hash=request_fingerprint("POST", "/api/v1/auth/logout", b"{}"),
+        method="POST",
+        path="/api/v1/auth/logout",
+        status=IdempotencyKeyStatus.COMPLETED,
+        response_status=204,
+        response_body=b"",
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+    response = _post(customer_api, "/api/v1/me/password", {}, "k2")
+
+    assert_error(response, 422, "idempotency_key_reused", "Idempotency-Key")
+
+
+@pytest.mark.django_db
+def test_key_when_body_differs_only_in_spacing_and_key_order_then_replayed(api):
+    body = _register_body()
+    first = api.post(REGISTER, json.dumps(body), content_type="application/json", HTTP_IDEMPOTENCY_KEY="k")
+    reordered = json.dumps(dict(reversed(list(body.items()))), indent=2)
+    second = api.post(REGISTER, reordered, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k")
+
+    assert first.status_code == 201
+    assert second["Idempotent-Replayed"] == "true"
+    assert second.content == first.content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("key", ["", "x" * 256, "bad\x01key"])
+def test_key_when_empty_too_long_or_unprintable_then_400_and_nothing_done(api, key):
+    response = _post(api, REGISTER, _register_body(), key)
+
+    assert_error(response, 400, "validation_error", "Idempotency-Key")
+    assert User.objects.count() == 0
+    assert IdempotencyKey.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_key_of_255_characters_is_accepted(api):
+    key = "k" * 255
+
+    assert _post(api, REGISTER, _register_body(), key).status_code == 201
+    assert _post(api, REGISTER, _register_body(), key)["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.django_db
+def test_key_when_first_attempt_fails_validation_then_released_for_fixed_retry(api):
+    bad = _post(api, REGISTER, {"email": "not-an-email", "password": PASSWORD, "role": "customer"}, "k")
+    assert_error(bad, 400, "validation_error", "email")
+    assert IdempotencyKey.objects.count() == 0
+
+    fixed = _post(api, REGISTER, _register_body(), "k")
+
+    assert fixed.status_code == 201
+    assert "Idempotent-Replayed" not in fixed
+
+
+@pytest.mark.django_db
+def test_key_when_used_by_two_users_then_each_has_own_scope(customer, merchant):
+    from tests.conftest import client_for
+
+    customer_api, merchant_api = client_for(customer), client_for(merchant)
+    body = {"first_name": "x"}
+
+    a = _post(customer_api, "/api/v1/me/password", {"old_password": PASSWORD, "new_password": "Fresh-Pass-2"}, "same")
+    b = _post(merchant_api, "/api/v1/me/password", {"old_password": PASSWORD, "new_password": "Other-Pass-3"}, "same")
+
+    assert body
+    assert a.status_code == 204
+    assert b.status_code == 204
+    assert "Idempotent-Replayed" not in b
+    assert set(IdempotencyKey.objects.values_list("scope", flat=True)) == {f"usr:{customer.pk}", f"usr:{merchant.pk}"}
+
+
+@pytest.mark.django_db
+def test_key_when_anonymous_callers_differ_in_ip_then_scopes_differ():
+    first = _post(APIClient(REMOTE_ADDR="10.0.0.1"), REGISTER, _register_body("a@example.test"), "same")
+    second = _post(APIClient(REMOTE_ADDR="10.0.0.2"), REGISTER, _register_body("b@example.test"), "same")
+
+    assert first.status_code == 201
+    assert second.status_code == 201
+    assert set(IdempotencyKey.objects.values_list("scope", flat=True)) == {"ip:10.0.0.1", "ip:10.0.0.2"}
+
+
+@pytest.mark.django_db
+def test_key_when_token_invalid_then_401_not_stored(api):
+    api.credentials(HTTP_AUTHORIZATION="Bearer not-a-token")
+
+    response = _post(api, "/api/v1/me/password", {"old_password": "a", "new_password": "b"}, "k")
+
+    assert_error(response, 401, "token_invalid")
+    assert IdempotencyKey.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_key_when_first_request_still_running_then_409(api):
+    body = json.dumps(_register_body()).encode()
+    IdempotencyKey.objects.create(
+        scope="ip:127.0.0.1",
+        key="busy",
+        request_hash=request_fingerprint("POST", REGISTER, body),
+        method="POST",
+        path=REGISTER,
+        expires_at=timezone.now() + timedelta(hours=24),
+    )
+
+    response = api.post(REGISTER, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="busy")
+
+    error = assert_error(response, 409, "idempotency_key_in_use", "Idempotency-Key")
+    assert error["type"] == "idempotency_error"
+    assert User.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_key_when_claim_abandoned_past_lock_timeout_then_taken_over(api, settings):
+    settings.IDEMPOTENCY_LOCK_TIMEOUT = timedelta(seconds=30)
+    body = json.dumps(_register_body()).encode()
+    IdempotencyKey.objects.create(
+        scope="ip:127.0.0.1",
+        key="stale",
+        request_hash=request_fingerprint("POST", REGISTER, body),
+        method="POST",
+        path=REGISTER,
+        locked_at=timezone.now() - timedelta(minutes=1),
+        expires_at=timezone.now() + timedelta(hours=23),
+    )
+
+    response = api.post(REGISTER, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="stale")
+
+    assert response.status_code == 201
+    assert IdempotencyKey.objects.get().status == IdempotencyKeyStatus.COMPLETED
+
+
+@pytest.mark.django_db
+def test_key_when_expired_then_request_runs_again(api):
+    assert _post(api, REGISTER, _register_body("a@example.test"), "old").status_code == 201
+    IdempotencyKey.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    response = _post(api, REGISTER, _register_body("b@example.test"), "old")
+
+    assert response.status_code == 201
+    assert "Idempotent-Replayed" not in response
+    assert User.objects.filter(email="b@example.test").exists()
+    assert IdempotencyKey.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_key_is_kept_for_the_configured_ttl(api, settings):
+    before = timezone.now()
+    _post(api, REGISTER, _register_body(), "ttl")
+
+    row = IdempotencyKey.objects.get()
+
+    assert before + settings.IDEMPOTENCY_TTL <= row.expires_at <= timezone.now() + settings.IDEMPOTENCY_TTL
+
+
+@pytest.mark.django_db
+def test_purge_task_deletes_only_expired_keys(api):
+    _post(api, REGISTER, _register_body("a@example.test"), "fresh")
+    _post(api, REGISTER, _register_body("b@example.test"), "stale")
+    IdempotencyKey.objects.filter(key="stale").update(expires_at=timezone.now() - timedelta(minutes=1))
+
+    deleted = purge_idempotency_keys.delay().get()
+
+    assert deleted == 1
+    assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["fresh"]
+
+
+def test_purge_task_is_scheduled_hourly(settings):
+    from config.celery import app
+
+    entries = [entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()]
+    assert "config.tasks.purge_idempotency_keys" in entries
+    app.loader.import_default_modules()
+    assert "config.tasks.purge_idempotency_keys" in app.tasks
+
+
+# --- the middleware alone: outcomes the API cannot produce on demand -----------
+
+
+def _middleware_call(answer, key="m-key", body=b'{"a": 1}'):
+    request = RequestFactory().post("/api/v1/anything", body, content_type="application/json")
+    if key is not None:
+        request.META["HTTP_IDEMPOTENCY_KEY"] = key
+    calls = []
+
+    def view(req):
+        calls.append(req)
+        return answer()
+
+    return IdempotencyMiddleware(view)(request), calls
+
+
+@pytest.mark.django_db
+def test_middleware_without_key_does_no_query_and_no_work():
+    with CaptureQueriesContext(connection) as queries:
+        response, calls = _middleware_call(lambda: JsonResponse({"ok": True}, status=201), key=None)
+
+    assert response.status_code == 201
+    assert len(calls) == 1
+    assert len(queries) == 0
+
+
+@pytest.mark.django_db
+def test_middleware_when_view_answers_5xx_then_claim_released_and_retry_runs():
+    first, _ = _middleware_call(lambda: JsonResponse({"error": {}}, status=500))
+    assert first.status_code == 500
+    assert IdempotencyKey.objects.count() == 0
+
+    second, calls = _middleware_call(lambda: JsonResponse({"id": "x"}, status=201))
+
+    assert second.status_code == 201
+    assert len(calls) == 1
+
+
+@pytest.mark.django_db
+def test_middleware_when_view_raises_then_claim_released():
+    def boom():
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        _middleware_call(boom)
+
+    assert IdempotencyKey.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status", [402, 409])
+def test_middleware_when_business_refusal_then_stored_and_replayed(status):
+    body = {"error": {"code": "insufficient_funds"}}
+    first, _ = _middleware_call(lambda: JsonResponse(body, status=status))
+
+    second, calls = _middleware_call(lambda: HttpResponse("must not run", status=200))
+
+    assert first.status_code == status
+    assert second.status_code == status
+    assert second["Idempotent-Replayed"] == "true"
+    assert json.loads(second.content) == body
+    assert calls == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 429])
+def test_middleware_when_request_refused_then_not_stored(status):
+    _middleware_call(lambda: JsonResponse({"error": {}}, status=status))
+
+    assert IdempotencyKey.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_middleware_ignores_non_post_and_non_api_requests():
+    factory = RequestFactory()
+    middleware = IdempotencyMiddleware(lambda req: HttpResponse(status=200))
+    for request in (
+        factory.get("/api/v1/me", HTTP_IDEMPOTENCY_KEY="k"),
+        factory.post("/stripe/webhook/x/", b"{}", content_type="application/json", HTTP_IDEMPOTENCY_KEY="k"),
+    ):
+        assert middleware(request).status_code == 200
+
+    assert IdempotencyKey.objects.count() == 0
