@@ -31,8 +31,10 @@ def sales_of_merchant(*, merchant: User, status: str | None = None, since: datet
     if status:
         sales = sales.filter(status=status)
     if since is not None:
-        # Ids start with their creation time: a range on the (merchant, -id) index.
-        sales = sales.filter(pk__gte=id_at("ord", int(since.timestamp() * 1000)))
+        # Ids start with their creation time, so a range on the (merchant, -id)
+        # index (with a second of slack for clock steps) bounds the scan.
+        lower = id_at("ord", int(since.timestamp() * 1000) - 1000)
+        sales = sales.filter(pk__gte=lower, created_at__gte=since)
     return sales
 
 

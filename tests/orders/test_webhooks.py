@@ -1,0 +1,248 @@
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from orders import services, tasks, webhooks
+from orders.models import DeliveryAttempt, EventDelivery, OrderEvent, WebhookEndpoint
+from tests.conftest import assert_error, client_for
+from tests.factories import MerchantFactory
+from tests.orders.conftest import buy, fund, reserve
+
+pytestmark = pytest.mark.django_db
+
+
+def _register(merchant_api, url: str) -> dict:
+    response = merchant_api.post("/api/v1/merchant/webhooks", {"url": url}, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+# --- endpoints API ------------------------------------------------------------------------
+
+
+def test_webhook_endpoint_create_when_merchant_then_secret_shown_once(merchant_api):
+    created = _register(merchant_api, "https://hooks.example.test/orders")
+
+    assert created["id"].startswith("whk_")
+    assert created["secret"].startswith("whsec_")
+    listed = merchant_api.get("/api/v1/merchant/webhooks").json()["results"]
+    assert listed == [{"id": created["id"], "url": "https://hooks.example.test/orders", "created_at": listed[0]["created_at"]}]
+
+
+def test_webhook_endpoint_delete_when_own_then_204_and_gone(merchant_api):
+    created = _register(merchant_api, "https://hooks.example.test/orders")
+
+    assert merchant_api.delete(f"/api/v1/merchant/webhooks/{created['id']}").status_code == 204
+
+    assert merchant_api.get("/api/v1/merchant/webhooks").json()["results"] == []
+    assert WebhookEndpoint.objects.get(pk=created["id"]).deleted_at is not None
+    assert_error(merchant_api.delete(f"/api/v1/merchant/webhooks/{created['id']}"), 404, "not_found")
+
+
+def test_webhook_endpoint_delete_when_other_merchants_then_404(merchant_api):
+    created = _register(merchant_api, "https://hooks.example.test/orders")
+    other = client_for(MerchantFactory())
+
+    assert_error(other.delete(f"/api/v1/merchant/webhooks/{created['id']}"), 404, "not_found")
+    assert other.get("/api/v1/merchant/webhooks").json()["results"] == []
+
+
+def test_webhook_endpoints_when_customer_then_403(customer_api):
+    assert_error(customer_api.get("/api/v1/merchant/webhooks"), 403, "permission_denied")
+    response = customer_api.post("/api/v1/merchant/webhooks", {"url": "https://x.example.test"}, format="json")
+    assert_error(response, 403, "permission_denied")
+
+
+@pytest.mark.parametrize("url", ["ftp://hooks.example.test/x", "not a url", "https://user:pw@hooks.example.test/", "http:///x"])
+def test_webhook_endpoint_create_when_bad_url_then_400(merchant_api, url):
+    response = merchant_api.post("/api/v1/merchant/webhooks", {"url": url}, format="json")
+    assert_error(response, 400, "validation_error", "url")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8000/x", "http://10.1.2.3/x", "http://192.168.0.10/x", "http://[::1]/x",
+     "http://169.254.169.254/latest", "http://localhost/x", "http://[::ffff:127.0.0.1]/x"],
+)  # fmt: skip
+def test_webhook_endpoint_create_when_private_target_in_production_then_400(merchant_api, settings, url):
+    settings.ORDER_WEBHOOKS_ALLOW_PRIVATE = False
+    response = merchant_api.post("/api/v1/merchant/webhooks", {"url": url}, format="json")
+    assert_error(response, 400, "validation_error", "url")
+
+
+def test_webhook_endpoint_create_when_public_address_in_production_then_201(merchant_api, settings):
+    settings.ORDER_WEBHOOKS_ALLOW_PRIVATE = False
+    _register(merchant_api, "https://93.184.216.34/hooks")
+
+
+def test_webhook_endpoint_create_when_ten_exist_then_400(merchant_api):
+    for n in range(10):
+        _register(merchant_api, f"https://hooks.example.test/{n}")
+    response = merchant_api.post("/api/v1/merchant/webhooks", {"url": "https://hooks.example.test/x"}, format="json")
+    assert_error(response, 400, "validation_error", "url")
+
+
+# --- signing -----------------------------------------------------------------------------------
+
+
+def test_signature_when_verified_then_only_right_secret_body_and_recent_time():
+    body = b'{"id":"evt_1"}'
+    now = int(time.time())
+    header = webhooks.sign(secret="whsec_a", body=body, timestamp=now)
+
+    assert webhooks.verify(secret="whsec_a", body=body, header=header)
+    assert not webhooks.verify(secret="whsec_b", body=body, header=header)
+    assert not webhooks.verify(secret="whsec_a", body=body + b" ", header=header)
+    assert not webhooks.verify(secret="whsec_a", body=body, header=header, now=now + 301)
+    assert not webhooks.verify(secret="whsec_a", body=body, header="t=x,v1=00")
+
+
+# --- delivery -------------------------------------------------------------------------------------
+
+
+def test_order_event_when_receiver_fails_then_retried_with_backoff_and_delivered_signed(
+    customer, customer_api, merchant_api, product, receiver, django_capture_on_commit_callbacks
+):
+    secret = _register(merchant_api, receiver.url)["secret"]
+    fund(customer, 5000)
+    receiver.statuses = [500]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        order_id = buy(customer_api, product.pk).json()["id"]
+
+    # First attempt made after commit, refused by the receiver: recorded, retry scheduled ~30 s on.
+    assert len(receiver.requests) == 1
+    delivery = EventDelivery.objects.get(event__order_id=order_id)
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("pending", 1, 500)
+    wait = (delivery.next_attempt_at - timezone.now()).total_seconds()
+    assert 20 < wait < 34
+    first = DeliveryAttempt.objects.get(delivery=delivery)
+    assert (first.status_code, first.error) == (500, "HTTP 500")
+
+    # Not due yet: the sweep sends nothing.
+    assert tasks.deliveries_retry_due() == 0
+    assert len(receiver.requests) == 1
+
+    # The retry time comes; the receiver has recovered.
+    EventDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+    assert tasks.deliveries_retry_due() == 1
+
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("succeeded", 2, 200)
+    assert delivery.delivered_at is not None
+    assert DeliveryAttempt.objects.filter(delivery=delivery).count() == 2
+    headers, body = receiver.requests[1]
+    assert webhooks.verify(secret=secret, body=body, header=headers["platform-signature"])
+    assert not webhooks.verify(secret="whsec_wrong", body=body, header=headers["platform-signature"])
+    event = json.loads(body)
+    assert event["type"] == "order.paid"
+    assert event["data"]["object"]["id"] == order_id
+    assert event["data"]["object"]["status"] == "paid"
+    assert "fulfillment" not in event["data"]["object"]
+    assert headers["platform-event-id"] == event["id"] == receiver.requests[0][0]["platform-event-id"]
+    assert receiver.requests[0][1] == body  # a retry sends the same event
+
+    # Delivered: nothing more is due.
+    EventDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() - timedelta(hours=1))
+    assert tasks.deliveries_retry_due() == 0
+
+
+def test_backoff_when_attempts_grow_then_doubles_up_to_cap():
+    waits = [services.delivery_backoff(n).total_seconds() for n in (1, 2, 3, 4, 30)]
+    assert 27 <= waits[0] <= 33
+    assert 54 <= waits[1] <= 66
+    assert 108 <= waits[2] <= 132
+    assert 216 <= waits[3] <= 264
+    assert waits[4] <= 6 * 3600 * 1.1
+
+
+def test_order_event_when_receiver_unreachable_then_error_recorded_and_gives_up_at_max(
+    customer, customer_api, merchant_api, product, django_capture_on_commit_callbacks
+):
+    from tests.conftest import _free_port
+
+    _register(merchant_api, f"http://127.0.0.1:{_free_port()}/closed")
+    fund(customer, 5000)
+    with django_capture_on_commit_callbacks(execute=True):
+        buy(customer_api, product.pk)
+    delivery = EventDelivery.objects.get()
+    assert delivery.status == "pending"
+    attempt = DeliveryAttempt.objects.get(delivery=delivery)
+    assert attempt.status_code is None
+    assert "ConnectionError" in attempt.error
+
+    EventDelivery.objects.filter(pk=delivery.pk).update(
+        attempts=services.DELIVERY_MAX_ATTEMPTS - 1, next_attempt_at=timezone.now()
+    )
+    tasks.deliveries_retry_due()
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("failed", services.DELIVERY_MAX_ATTEMPTS)
+    assert tasks.deliveries_retry_due() == 0
+
+
+def test_order_event_when_url_turns_private_in_production_then_not_sent(
+    customer, customer_api, merchant_api, product, receiver, settings, django_capture_on_commit_callbacks
+):
+    _register(merchant_api, receiver.url)  # allowed while registering in development
+    settings.ORDER_WEBHOOKS_ALLOW_PRIVATE = False
+    fund(customer, 5000)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        buy(customer_api, product.pk)
+
+    assert receiver.requests == []
+    attempt = DeliveryAttempt.objects.get()
+    assert attempt.status_code is None
+    assert "public address" in attempt.error
+
+
+def test_order_event_when_order_events_url_set_then_internal_service_gets_every_event(
+    customer, customer_api, product, receiver, settings, django_capture_on_commit_callbacks
+):
+    settings.ORDER_EVENTS_URL = receiver.url
+    settings.ORDER_EVENTS_SECRET = "internal-secret"
+    settings.ORDER_WEBHOOKS_ALLOW_PRIVATE = False  # staff-configured: private targets still allowed
+    fund(customer, 5000)
+    order = reserve(customer, product)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        buy(customer_api, product.pk)
+        customer_api.post(f"/api/v1/orders/{order.pk}/cancel")
+
+    types = [json.loads(body)["type"] for _, body in receiver.requests]
+    assert sorted(types) == ["order.canceled", "order.paid"]
+    for headers, body in receiver.requests:
+        assert webhooks.verify(secret="internal-secret", body=body, header=headers["platform-signature"])
+
+
+def test_order_event_when_fan_out_lost_then_sweep_dispatches(customer, customer_api, merchant_api, product, receiver):
+    _register(merchant_api, receiver.url)
+    fund(customer, 5000)
+    buy(customer_api, product.pk)  # no on-commit callbacks run: as if the broker was down
+    event = OrderEvent.objects.get()
+    assert event.dispatched_at is None
+    OrderEvent.objects.filter(pk=event.pk).update(created_at=timezone.now() - timedelta(minutes=1))
+
+    tasks.deliveries_retry_due()
+
+    event.refresh_from_db()
+    assert event.dispatched_at is not None
+    assert EventDelivery.objects.get(event=event).status == "succeeded"
+    assert len(receiver.requests) == 1
+
+
+def test_order_event_when_endpoint_deleted_then_not_sent(
+    customer, customer_api, merchant_api, product, receiver, django_capture_on_commit_callbacks
+):
+    endpoint = _register(merchant_api, receiver.url)
+    merchant_api.delete(f"/api/v1/merchant/webhooks/{endpoint['id']}")
+    fund(customer, 5000)
+    with django_capture_on_commit_callbacks(execute=True):
+        buy(customer_api, product.pk)
+    assert receiver.requests == []
+    assert OrderEvent.objects.get().dispatched_at is not None
