@@ -1,0 +1,244 @@
+"""``python -m bench [--quick]``: runs every scenario, prints the table, writes the JSON.
+
+Exit status: 0 when every invariant held and no request got a 5xx, 1 when
+not (the problems are listed), 2 when the stack could not be started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench.report import table, write_json
+from bench.stack import ROOT, Stack
+
+FULL_BUDGET_S = 570
+QUICK_BUDGET_S = 115
+
+ORDER = (
+    "baseline_sql_hot_row",
+    "baseline_django_ping",
+    "catalog_read",
+    "purchase_spread",
+    "purchase_hot",
+    "card_purchase",
+    "webhook_ingest",
+    "ledger_verify_1m",
+)
+
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _versions(stack: Stack) -> dict[str, Any]:
+    import psycopg
+    import redis
+
+    versions: dict[str, Any] = {"python": platform.python_version()}
+    for dist in (
+        "django",
+        "djangorestframework",
+        "djangorestframework-simplejwt",
+        "dj-stripe",
+        "stripe",
+        "gunicorn",
+        "psycopg",
+        "django-redis",
+        "celery",
+        "aiohttp",
+        "localstripe",
+    ):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    with psycopg.connect(stack.admin_url) as conn:
+        versions["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+        pg = dict(
+            conn.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN "
+                "('max_connections', 'shared_buffers', 'synchronous_commit', 'fsync', 'work_mem')"
+            ).fetchall()
+        )
+    client = redis.Redis.from_url(stack.redis)
+    versions["redis"] = client.info("server").get("redis_version")
+    client.close()
+    versions["postgresql_settings"] = pg
+    return versions
+
+
+def _settings(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    env = stack.env()
+    shown = (
+        "DJANGO_SETTINGS_MODULE",
+        "DEBUG",
+        "ALLOWED_HOSTS",
+        "SECURE_SSL_REDIRECT",
+        "THROTTLE_SCALE",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "STRIPE_API_BASE",
+        "LOG_LEVEL",
+        "JWT_ACCESS_MINUTES",
+    )
+    return {
+        "mode": "quick" if args.quick else "full",
+        "server": {
+            "command": "gunicorn config.wsgi:application --no-control-socket",
+            "worker_class": "gthread" if stack.threads > 1 else "sync",
+            "workers": stack.workers,
+            "threads": stack.threads,
+            "bind": f"127.0.0.1:{stack.web_port}",
+            "db_conn_max_age": env.get("DB_CONN_MAX_AGE", "60 (settings default)"),
+        },
+        "environment": {k: env.get(k) for k in shown},
+        "secret_key": "random per run (not recorded)",
+    }
+
+
+class _Budget(Exception):
+    pass
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise _Budget("the run exceeded its time budget")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a few seconds per scenario (whole run < 2 min)")
+    parser.add_argument(
+        "--output", type=Path, help="JSON file (default bench/results.json, --quick: results-quick.json)"
+    )
+    parser.add_argument("--only", nargs="*", choices=ORDER, help="run only these scenarios")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", "4")))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_WEB_THREADS", "1")))
+    args = parser.parse_args(argv)
+    output = args.output or (ROOT / "bench" / ("results-quick.json" if args.quick else "results.json"))
+    wanted = set(args.only or ORDER)
+
+    run_started = time.perf_counter()
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    stack = Stack(quick=args.quick, workers=args.workers, threads=args.threads)
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "scenarios": {},
+    }
+    problems: list[str] = []
+    try:
+        results["versions"] = _versions(stack)
+        results["settings"] = _settings(stack, args)
+        print(f"bench: preparing database {stack.db_name} and Redis {stack.redis}", flush=True)
+        # Building the migrated template (first run per migration set) is not part of the budget.
+        stack.prepare_database()
+        signal.alarm(QUICK_BUDGET_S if args.quick else FULL_BUDGET_S)
+        stack.flush_redis()
+        os.environ.update(stack.env())
+        import django
+
+        django.setup()
+        from bench import scenarios as sc
+
+        have_stripe = stack.start_fake_stripe()
+        stack.start_web()
+        results["setup"] = {**stack.timings, "fake_stripe": have_stripe}
+        print(f"bench: server up at {stack.base_url} ({stack.workers} workers x {stack.threads} threads)", flush=True)
+        bench = sc.Bench(stack=stack, quick=args.quick, results=results, problems=problems)
+
+        catalog = None
+
+        def run(name: str, fn: Any, *fargs: Any) -> None:
+            if name not in wanted:
+                return
+            print(f"bench: {name} …", flush=True)
+            started = time.perf_counter()
+            try:
+                figures = fn(bench, *fargs)
+                figures.setdefault("status", "ok")
+            except sc.Missing as exc:
+                figures = {"status": "missing", "reason": str(exc)}
+            except _Budget:
+                raise
+            except Exception as exc:
+                figures = {
+                    "status": "error",
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "trace": traceback.format_exc()[-3000:],
+                }
+                problems.append(f"{name} crashed: {type(exc).__name__}: {exc}")
+            figures["scenario_seconds"] = round(time.perf_counter() - started, 1)
+            results["scenarios"][name] = figures
+
+        run("baseline_sql_hot_row", sc.baseline_sql_hot_row)
+        run("baseline_django_ping", sc.baseline_django_ping)
+        if wanted & {"catalog_read", "purchase_spread"}:
+            catalog = sc.seed_catalog(bench)
+        run("catalog_read", sc.catalog_read, catalog)
+        run("purchase_spread", sc.purchase_spread, catalog)
+        run("purchase_hot", sc.purchase_hot)
+        if wanted & {"purchase_spread", "purchase_hot"}:
+            print("bench: checking stock, orders and the ledger …", flush=True)
+            results["invariants"] = sc.check_purchases(bench)
+        for name in ("card_purchase", "webhook_ingest", "ledger_verify_1m"):
+            run(name, getattr(sc, name, _missing_fn(name)))
+    except _Budget as exc:
+        problems.append(str(exc))
+    except Exception as exc:
+        problems.append(f"the bench could not run: {type(exc).__name__}: {exc}")
+        traceback.print_exc()
+    finally:
+        signal.alarm(0)
+        stack.stop()
+
+    for name in ORDER:
+        if name in wanted:
+            results["scenarios"].setdefault(name, {"status": "not run", "reason": "the run stopped before it"})
+    results["problems"] = problems
+    results["passed"] = not problems
+    results["total_seconds"] = round(time.perf_counter() - run_started, 1)
+    write_json(output, results)
+    print()
+    print(table(results))
+    print()
+    for problem in problems:
+        print(f"FAIL: {problem}")
+    rel = output.relative_to(ROOT) if output.is_relative_to(ROOT) else output
+    print(f"bench: {'passed' if not problems else 'FAILED'} in {results['total_seconds']} s; figures in {rel}")
+    return 0 if not problems else 1
+
+
+def _missing_fn(name: str) -> Any:
+    def missing(bench: Any) -> dict[str, Any]:
+        from bench.scenarios import Missing
+
+        raise Missing(f"{name} is not written yet")
+
+    return missing
