@@ -1,0 +1,186 @@
+"""The public catalog's cache: hits run no SQL, every change shows on the very next request."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+
+from catalog.cache import catalog_version
+from catalog.locks import stock_return, stock_take
+from tests.conftest import client_for
+from tests.factories import MerchantFactory, ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _stock_of(response, product_id: str):
+    return {item["id"]: item["stock"] for item in response.json()["results"]}.get(product_id, "absent")
+
+
+def test_products_list_when_cached_then_hit_runs_no_sql(api, django_assert_num_queries):
+    ProductFactory.create_batch(3)
+    first = api.get("/api/v1/products")
+
+    with django_assert_num_queries(0):
+        second = api.get("/api/v1/products")
+
+    assert first["X-Cache"] == "miss" and second["X-Cache"] == "hit"
+    assert second.content == first.content
+    assert second["Content-Type"] == "application/json"
+
+
+def test_product_detail_when_cached_then_hit_runs_no_sql(api, django_assert_num_queries):
+    product = ProductFactory()
+    first = api.get(f"/api/v1/products/{product.id}")
+
+    with django_assert_num_queries(0):
+        second = api.get(f"/api/v1/products/{product.id}")
+
+    assert second["X-Cache"] == "hit" and second.json() == first.json()
+
+
+def test_products_list_when_anonymous_and_logged_in_then_one_shared_body(api, customer_api):
+    ProductFactory()
+    anonymous = api.get("/api/v1/products")
+
+    logged_in = customer_api.get("/api/v1/products")
+
+    assert logged_in["X-Cache"] == "hit" and logged_in.content == anonymous.content
+
+
+def test_products_list_when_query_differs_then_separate_entries(api):
+    cheap = ProductFactory(price=100)
+    dear = ProductFactory(price=9000)
+    api.get("/api/v1/products", {"max_price": 100})
+
+    response = api.get("/api/v1/products", {"min_price": 9000})
+
+    assert response["X-Cache"] == "miss"
+    assert [item["id"] for item in response.json()["results"]] == [dear.id]
+    assert cheap.id not in response.content.decode()
+
+
+@pytest.mark.parametrize("page_size", [1, 10, 60])
+def test_products_list_when_any_page_size_then_one_query(api, django_assert_num_queries, page_size):
+    merchant = MerchantFactory()
+    ProductFactory.create_batch(page_size, merchant=merchant)
+
+    with django_assert_num_queries(1):
+        response = api.get("/api/v1/products", {"limit": page_size, "in_stock": "true", "search": "Product"})
+
+    assert len(response.json()["results"]) == page_size
+
+
+def test_products_list_when_product_updated_then_next_request_shows_it(
+    merchant, api, django_capture_on_commit_callbacks
+):
+    product = ProductFactory(merchant=merchant, price=1000)
+    api.get("/api/v1/products")
+    api.get(f"/api/v1/products/{product.id}")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client_for(merchant).patch(f"/api/v1/products/{product.id}", {"price": 2500}, format="json")
+
+    listed = api.get("/api/v1/products")
+    detail = api.get(f"/api/v1/products/{product.id}")
+    assert listed["X-Cache"] == "miss" and listed.json()["results"][0]["price"] == 2500
+    assert detail["X-Cache"] == "miss" and detail.json()["price"] == 2500
+
+
+def test_products_list_when_product_created_or_deleted_then_next_request_shows_it(
+    merchant, api, django_capture_on_commit_callbacks
+):
+    merchant_api = client_for(merchant)
+    api.get("/api/v1/products")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        created = merchant_api.post(
+            "/api/v1/products", {"name": "New", "price": 100, "fulfillment": "key"}, format="json"
+        ).json()
+    after_create = api.get("/api/v1/products")
+    with django_capture_on_commit_callbacks(execute=True):
+        merchant_api.delete(f"/api/v1/products/{created['id']}")
+    after_delete = api.get("/api/v1/products")
+
+    assert [item["id"] for item in after_create.json()["results"]] == [created["id"]]
+    assert after_delete.json()["results"] == []
+
+
+def test_products_list_when_sold_out_then_next_request_shows_no_stock(api, django_capture_on_commit_callbacks):
+    """What an order does: take the last item inside its transaction, then commit."""
+    product = ProductFactory(stock=1)
+    assert _stock_of(api.get("/api/v1/products", {"in_stock": "true"}), product.id) == 1
+    assert api.get(f"/api/v1/products/{product.id}").json()["stock"] == 1
+    assert api.get(f"/api/v1/products/{product.id}")["X-Cache"] == "hit"
+
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        taken = stock_take(product.id, 1)
+
+    assert taken is not None and taken.stock_left == 0
+    assert _stock_of(api.get("/api/v1/products", {"in_stock": "true"}), product.id) == "absent"
+    assert _stock_of(api.get("/api/v1/products"), product.id) == 0
+    assert api.get(f"/api/v1/products/{product.id}").json()["stock"] == 0
+
+
+def test_products_list_when_stock_returned_then_next_request_shows_it(api, django_capture_on_commit_callbacks):
+    product = ProductFactory(stock=0)
+    api.get("/api/v1/products", {"in_stock": "true"})
+
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        stock_return(product.id, 2)
+
+    assert _stock_of(api.get("/api/v1/products", {"in_stock": "true"}), product.id) == 2
+
+
+def test_stock_take_when_rolled_back_then_cache_kept(api, django_capture_on_commit_callbacks):
+    product = ProductFactory(stock=5)
+    api.get("/api/v1/products")
+    version = catalog_version()
+
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        stock_take(product.id, 1)
+        raise RuntimeError("the order failed")
+
+    assert callbacks == []
+    assert catalog_version() == version
+    assert api.get("/api/v1/products")["X-Cache"] == "hit"
+    product.refresh_from_db()
+    assert product.stock == 5
+
+
+def test_stock_take_when_unlimited_stock_then_cache_kept(api, django_capture_on_commit_callbacks):
+    product = ProductFactory(stock=None)
+    api.get("/api/v1/products")
+    version = catalog_version()
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
+        taken = stock_take(product.id, 3)
+        stock_return(product.id, 3)
+
+    assert taken is not None and taken.stock_left is None
+    assert callbacks == []
+    assert catalog_version() == version
+    assert api.get("/api/v1/products")["X-Cache"] == "hit"
+
+
+def test_stock_take_when_not_enough_then_none_and_stock_unchanged():
+    product = ProductFactory(stock=2)
+
+    with transaction.atomic():
+        assert stock_take(product.id, 3) is None
+
+    product.refresh_from_db()
+    assert product.stock == 2
+
+
+def test_products_list_when_error_response_then_not_cached(api):
+    first = api.get("/api/v1/products", {"min_price": "x"})
+    second = api.get("/api/v1/products", {"min_price": "x"})
+
+    assert first.status_code == second.status_code == 400
+    assert first.json()["error"]["request_id"] != second.json()["error"]["request_id"]
+    assert "X-Cache" not in second
