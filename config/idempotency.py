@@ -249,3 +249,39 @@ def purge_expired(*, now: Any = None, batch_size: int = 5000) -> int:
         deleted += count
         if len(ids) < batch_size:
             return deleted
+
+
+def document_idempotency_key(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: every POST documents the header and its error answers."""
+    parameter = {
+        "in": "header",
+        "name": HEADER,
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": r"^[\x21-\x7e]+$"},
+        "description": (
+            "Makes the POST safe to retry for 24 h: a repeat with the same body gets the first response back "
+            f"with `{REPLAYED_HEADER}: true`; another body gets 422, a repeat while the first runs gets 409."
+        ),
+    }
+    envelope_ref = {"$ref": "#/components/schemas/ErrorEnvelope"}
+    answers = {
+        "400": "validation_error: the Idempotency-Key header is malformed",
+        "409": "idempotency_key_in_use: the first request with this key is still running",
+        "422": "idempotency_key_reused: this key was used with a different request",
+    }
+    has_envelope = "ErrorEnvelope" in result.get("components", {}).get("schemas", {})
+    for path, item in result.get("paths", {}).items():
+        operation = item.get("post")
+        if operation is None or not path.startswith("/api/"):
+            continue
+        parameters = operation.setdefault("parameters", [])
+        if not any(p.get("in") == "header" and p.get("name") == HEADER for p in parameters):
+            parameters.append(dict(parameter))
+        if not has_envelope:
+            continue
+        responses = operation.setdefault("responses", {})
+        for status, description in answers.items():
+            responses.setdefault(
+                status, {"description": description, "content": {"application/json": {"schema": envelope_ref}}}
+            )
+    return result

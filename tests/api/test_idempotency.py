@@ -242,7 +242,7 @@ def test_purge_task_deletes_only_expired_keys(api):
     assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["fresh"]
 
 
-def test_purge_task_is_scheduled_hourly(settings):
+def test_purge_task_is_registered_and_scheduled(settings):
     from config.celery import app
 
     entries = [entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()]
