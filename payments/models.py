@@ -100,11 +100,16 @@ class Refund(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     failure_message = models.CharField(max_length=255, blank=True)
+    # What this refund took back from the merchant's net and the platform fee
+    # (cumulative rounding: all refunds of an order reverse exactly its fee and net).
+    fee_reversed = models.BigIntegerField(default=0)
+    net_reversed = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_gt_0")]
+        indexes = [models.Index(fields=["status", "id"], name="refund_status")]
 
     def __str__(self) -> str:
         return self.id
@@ -135,3 +140,66 @@ class Dispute(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class StripeCustomer(models.Model):
+    """The one Stripe customer of a user: the unique row makes concurrent first uses agree."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.PROTECT, related_name="stripe_customer"
+    )
+    stripe_customer_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.stripe_customer_id or f"(pending for {self.user_id})"
+
+
+class SavedCard(models.Model):
+    """A card the user saved (Stripe PaymentMethod); never the number, only what a receipt shows."""
+
+    id = models.CharField(max_length=255, primary_key=True)  # pm_…
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="saved_cards")
+    brand = models.CharField(max_length=32, blank=True)
+    last4 = models.CharField(max_length=4, blank=True)
+    exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user"], condition=Q(is_default=True), name="saved_card_one_default"),
+        ]
+        indexes = [models.Index(fields=["user", "-created_at"], name="saved_card_user_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.brand} ****{self.last4}"
+
+
+class StripeEventStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROCESSED = "processed", "Processed"
+    IGNORED = "ignored", "Ignored (type not handled)"
+    FAILED = "failed", "Failed"
+
+
+class StripeEvent(models.Model):
+    """One row per Stripe event id: claiming it is what makes every event apply once."""
+
+    id = models.CharField(max_length=255, primary_key=True)  # evt_…
+    type = models.CharField(max_length=128)
+    object_id = models.CharField(max_length=255, blank=True, db_index=True)
+    livemode = models.BooleanField(default=False)
+    payload = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=StripeEventStatus.choices, default=StripeEventStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "received_at"], name="stripe_event_status")]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.type}"

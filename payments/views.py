@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import IsCustomer, IsMerchantOrStaff
+from config.pagination import CursorPagination
+from config.schema import errors
+from config.throttling import PaymentsThrottle, RefundsThrottle
+from payments import selectors, services
+from payments.serializers import (
+    PaymentMethodAttachSerializer,
+    PaymentSerializer,
+    RefundCreateSerializer,
+    RefundSerializer,
+    SavedCardSerializer,
+    SetupIntentSerializer,
+)
+
+
+class PostThrottledMixin:
+    """Throttles only the writes of a view: reading one's own data stays free."""
+
+    write_throttle_classes: tuple[type, ...] = ()
+
+    def get_throttles(self) -> list[Any]:
+        if self.request.method in ("POST", "DELETE"):  # type: ignore[attr-defined]
+            return [throttle() for throttle in self.write_throttle_classes]
+        return []
+
+
+class NewestCardsFirst(CursorPagination):
+    ordering = ("-created_at", "-id")  # type: ignore[assignment]
+
+
+class PaymentListView(generics.ListAPIView):
+    serializer_class = PaymentSerializer
+
+    def get_queryset(self) -> Any:
+        return selectors.payments_of(self.request.user)  # type: ignore[arg-type]
+
+    @extend_schema(
+        responses={200: PaymentSerializer(many=True), **errors(400, 401)},
+        tags=["payments"],
+        summary="Own payments (orders and deposits), newest first",
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class PaymentDetailView(APIView):
+    @extend_schema(responses={200: PaymentSerializer, **errors(401, 404)}, tags=["payments"], summary="One payment")
+    def get(self, request: Request, payment_id: str) -> Response:
+        payment = selectors.payment_get(user=request.user, payment_id=payment_id)  # type: ignore[arg-type]
+        return Response(PaymentSerializer(payment).data)
+
+
+class PaymentMethodListCreateView(PostThrottledMixin, generics.ListAPIView):
+    permission_classes = (IsCustomer,)
+    serializer_class = SavedCardSerializer
+    pagination_class = NewestCardsFirst
+    write_throttle_classes = (PaymentsThrottle,)
+
+    def get_queryset(self) -> Any:
+        return selectors.saved_cards_of(self.request.user)  # type: ignore[arg-type]
+
+    @extend_schema(
+        responses={200: SavedCardSerializer(many=True), **errors(400, 401, 403)},
+        tags=["payment methods"],
+        summary="Saved cards, newest first",
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        request=PaymentMethodAttachSerializer,
+        responses={201: SavedCardSerializer, **errors(400, 401, 402, 403, 409, 422, 429, 502)},
+        tags=["payment methods"],
+        summary="Save a card (a PaymentMethod collected with Stripe.js)",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = PaymentMethodAttachSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        card = services.payment_method_attach(
+            user=request.user,  # type: ignore[arg-type]
+            payment_method_id=serializer.validated_data["payment_method"],
+        )
+        return Response(SavedCardSerializer(card).data, status=status.HTTP_201_CREATED)
+
+
+class SetupIntentView(PostThrottledMixin, APIView):
+    permission_classes = (IsCustomer,)
+    write_throttle_classes = (PaymentsThrottle,)
+
+    @extend_schema(
+        request=None,
+        responses={200: SetupIntentSerializer, **errors(401, 403, 409, 422, 429, 502)},
+        tags=["payment methods"],
+        summary="A SetupIntent client secret for collecting a card client-side",
+    )
+    def post(self, request: Request) -> Response:
+        client_secret = services.setup_intent_create(user=request.user)  # type: ignore[arg-type]
+        return Response(SetupIntentSerializer({"client_secret": client_secret}).data)
+
+
+class PaymentMethodDetailView(PostThrottledMixin, APIView):
+    permission_classes = (IsCustomer,)
+    write_throttle_classes = (PaymentsThrottle,)
+
+    @extend_schema(
+        responses={204: None, **errors(401, 403, 404, 429, 502)},
+        tags=["payment methods"],
+        summary="Remove a saved card; the newest other card becomes default if it was the default",
+    )
+    def delete(self, request: Request, payment_method_id: str) -> Response:
+        services.payment_method_detach(user=request.user, payment_method_id=payment_method_id)  # type: ignore[arg-type]
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PaymentMethodDefaultView(PostThrottledMixin, APIView):
+    permission_classes = (IsCustomer,)
+    write_throttle_classes = (PaymentsThrottle,)
+
+    @extend_schema(
+        request=None,
+        responses={200: SavedCardSerializer, **errors(401, 403, 404, 409, 422, 429)},
+        tags=["payment methods"],
+        summary="Make a saved card the default",
+    )
+    def post(self, request: Request, payment_method_id: str) -> Response:
+        card = services.payment_method_set_default(
+            user=request.user,  # type: ignore[arg-type]
+            payment_method_id=payment_method_id,
+        )
+        return Response(SavedCardSerializer(card).data)
+
+
+class RefundCreateView(PostThrottledMixin, APIView):
+    permission_classes = (IsMerchantOrStaff,)
+    write_throttle_classes = (RefundsThrottle,)
+
+    @extend_schema(
+        request=RefundCreateSerializer,
+        responses={201: RefundSerializer, **errors(400, 401, 402, 403, 404, 409, 422, 429, 502)},
+        tags=["refunds"],
+        summary="Refund an order, fully or partly (card: through Stripe; wallet: back to the wallet)",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = RefundCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        refund = services.refund_create(
+            order_id=serializer.validated_data["order"],
+            amount=serializer.validated_data.get("amount"),
+            reason=serializer.validated_data["reason"],
+            requested_by=request.user,  # type: ignore[arg-type]
+        )
+        return Response(RefundSerializer(refund).data, status=status.HTTP_201_CREATED)
+
+
+class RefundDetailView(APIView):
+    @extend_schema(responses={200: RefundSerializer, **errors(401, 404)}, tags=["refunds"], summary="One refund")
+    def get(self, request: Request, refund_id: str) -> Response:
+        refund = selectors.refund_get(user=request.user, refund_id=refund_id)  # type: ignore[arg-type]
+        return Response(RefundSerializer(refund).data)
