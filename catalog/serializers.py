@@ -47,8 +47,18 @@ class ProductSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Product
-        fields = ("id", "merchant", "name", "description", "price", "currency", "stock", "is_active", "created_at")
-        read_only_fields = fields
+        fields: tuple[str, ...] = (
+            "id",
+            "merchant",
+            "name",
+            "description",
+            "price",
+            "currency",
+            "stock",
+            "is_active",
+            "created_at",
+        )
+        read_only_fields: tuple[str, ...] = fields
 
 
 class OwnProductSerializer(ProductSerializer):

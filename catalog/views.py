@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -34,23 +34,26 @@ class _PublicReadOwnerWrite(GenericAPIView):
     """
 
     @classmethod
-    def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:
+    def as_view(cls, **initkwargs: Any) -> Any:
         return cached_public_get(super().as_view(**initkwargs))
 
     def _reading(self) -> bool:
-        return self.request.method in _READ_METHODS
+        request = getattr(self, "request", None)  # None while the OpenAPI schema is generated
+        return request is not None and request.method in _READ_METHODS
 
-    def get_authenticators(self) -> Sequence[BaseAuthentication]:
+    def get_authenticators(self) -> list[BaseAuthentication]:
         return [] if self._reading() else super().get_authenticators()
 
     def get_permissions(self) -> Sequence[BasePermission]:
         return [AllowAny()] if self._reading() else [IsMerchant()]
 
-    def get_throttles(self) -> Sequence[BaseThrottle]:
+    def get_throttles(self) -> list[BaseThrottle]:
         return [] if self._reading() else [UserThrottle()]
 
 
 class ProductCollectionView(_PublicReadOwnerWrite):
+    """The public catalog (anyone, cached) and product creation (merchants)."""
+
     queryset = Product.objects.none()
     serializer_class = ProductSerializer
     filterset_class = PublicProductFilter
@@ -81,6 +84,8 @@ class ProductCollectionView(_PublicReadOwnerWrite):
 
 
 class ProductDetailView(_PublicReadOwnerWrite):
+    """One public product (anyone, cached); the owning merchant updates or soft-deletes it."""
+
     serializer_class = ProductSerializer
 
     @extend_schema(
