@@ -313,6 +313,18 @@ def _resolve_card(*, user_id: str, payment_method_id: str | None) -> SavedCard:
     return card
 
 
+def _object_id(value: Any) -> str:
+    """The id of a Stripe reference that may be an id or an expanded object."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value["id"])
+    except (KeyError, TypeError):
+        return str(getattr(value, "id", "") or "")
+
+
 def _as_mapping(obj: Any) -> Mapping[str, Any]:
     return obj if isinstance(obj, Mapping) else dict(obj)
 
@@ -343,9 +355,7 @@ def _intent_outcome(intent: Mapping[str, Any]) -> tuple[str | None, dict[str, An
     """Our status and fields for a PaymentIntent's current state (None: nothing to apply)."""
     status = intent.get("status")
     error = intent.get("last_payment_error") or {}
-    charge = intent.get("latest_charge")
-    charge_id = charge.get("id") if isinstance(charge, Mapping) else charge
-    fields: dict[str, Any] = {"stripe_charge_id": charge_id or ""}
+    fields: dict[str, Any] = {"stripe_charge_id": _object_id(intent.get("latest_charge"))[:255]}
     if status == "requires_payment_method":
         if not error:
             return None, fields
@@ -412,7 +422,7 @@ def payment_sync(*, payment_id: str, intent: Any) -> Payment:
             payment.client_secret = intent["client_secret"]
             changed.append("client_secret")
         if intent.get("payment_method") and not payment.stripe_payment_method_id:
-            payment.stripe_payment_method_id = str(intent["payment_method"])
+            payment.stripe_payment_method_id = _object_id(intent["payment_method"])[:255]
             changed.append("stripe_payment_method_id")
         status_changed = (
             new_status is not None and new_status != payment.status and new_status in _ALLOWED_NEXT[str(payment.status)]
@@ -960,8 +970,9 @@ def _on_payment_intent_event(event: Any) -> None:
 
 def _payment_for_charge(charge: Mapping[str, Any]) -> Payment | None:
     payment = Payment.objects.filter(stripe_charge_id=charge.get("id")).first() if charge.get("id") else None
-    if payment is None and charge.get("payment_intent"):
-        payment = Payment.objects.filter(stripe_payment_intent_id=charge["payment_intent"]).first()
+    intent_id = _object_id(charge.get("payment_intent"))
+    if payment is None and intent_id:
+        payment = Payment.objects.filter(stripe_payment_intent_id=intent_id).first()
     return payment
 
 
@@ -991,9 +1002,8 @@ def _on_refund_updated_event(event: Any) -> None:
 
 
 def _dispute_payment(dispute: Mapping[str, Any]) -> Payment | None:
-    charge = dispute.get("charge")
-    charge_id = charge.get("id") if isinstance(charge, Mapping) else charge
-    intent_id = dispute.get("payment_intent")
+    charge_id = _object_id(dispute.get("charge"))
+    intent_id = _object_id(dispute.get("payment_intent"))
     payment = Payment.objects.filter(stripe_charge_id=charge_id).first() if charge_id else None
     if payment is None and intent_id:
         payment = Payment.objects.filter(stripe_payment_intent_id=intent_id).first()
