@@ -6,6 +6,7 @@ from rest_framework import serializers
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer, TokenRefreshSerializer
 
 from accounts.models import Role, User
+from accounts.services import token_rotate
 
 
 class UserSerializer(serializers.ModelSerializer):
@@ -46,7 +47,10 @@ class EmailTokenObtainSerializer(TokenObtainPairSerializer):
 
 
 class RotatingRefreshSerializer(TokenRefreshSerializer):
-    pass
+    """Each refresh token works once: a second use (a stolen copy) answers 401."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
+        return token_rotate(refresh=attrs["refresh"])
 
 
 class LogoutSerializer(serializers.Serializer):

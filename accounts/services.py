@@ -5,12 +5,13 @@ from __future__ import annotations
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.errors import EmailTaken, WrongPassword
 from accounts.models import AuditEvent, Role, User
-from config.errors import TokenInvalid, ValidationFailed
+from config.errors import AuthenticationFailed, TokenInvalid, ValidationFailed
 from config.request_context import current_request_id
 
 
@@ -55,6 +56,29 @@ def user_update(*, user: User, first_name: str | None = None, last_name: str | N
 def tokens_for(user: User) -> dict[str, str]:
     refresh = RefreshToken.for_user(user)
     return {"access": str(refresh.access_token), "refresh": str(refresh)}
+
+
+def token_rotate(*, refresh: str) -> dict[str, str]:
+    """Swaps a refresh token for a new pair. Each refresh token works once.
+
+    Blacklisting the presented token is the claim on it: its blacklist row is
+    unique, so of two concurrent refreshes with one token only one gets a pair.
+    """
+    try:
+        token = RefreshToken(refresh)  # type: ignore[arg-type]  # checks signature, expiry, blacklist
+    except TokenError as exc:
+        raise TokenInvalid(param="refresh") from exc
+    user = User.objects.filter(pk=token.get("sub")).first()
+    if user is None or not user.is_active:
+        raise AuthenticationFailed("No active account found for this token.")
+    with transaction.atomic():
+        outstanding = OutstandingToken.objects.filter(jti=token.get("jti")).first()
+        if outstanding is None:
+            raise TokenInvalid(param="refresh")
+        _, claimed = BlacklistedToken.objects.get_or_create(token=outstanding)
+    if not claimed:
+        raise TokenInvalid(param="refresh")
+    return tokens_for(user)
 
 
 def user_logout(*, user: User, refresh: str) -> None:
