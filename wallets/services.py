@@ -286,9 +286,10 @@ def deposit_create(*, user: User, amount: int, payment_method_id: str) -> Deposi
     and whatever the charge raises (``CardDeclined``, ``PaymentMethodInvalid``,
     ``StripeUnavailable``) after the outcome is recorded.
     """
+    _check_limits(amount, settings.MINIMUM_DEPOSIT, settings.MAXIMUM_DEPOSIT, "deposit")
+    # Imported here: payments calls back into this module (deposit_on_payment_changed).
     from payments.services import card_payment_confirm, payment_create
 
-    _check_limits(amount, settings.MINIMUM_DEPOSIT, settings.MAXIMUM_DEPOSIT, "deposit")
     currency = settings.PLATFORM_CURRENCY
     with transaction.atomic():
         account_id = _wallet_for(user, currency)

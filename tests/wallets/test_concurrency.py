@@ -1,0 +1,115 @@
+"""Many threads moving money in and out of the same wallets at once, on real PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from config.errors import InsufficientFunds, InvalidStatus
+from payments.locks import lock_payment
+from payments.models import Payment
+from tests.factories import CustomerFactory, MerchantFactory
+from tests.wallets.conftest import fund, verify
+from wallets.models import Account, Deposit, Entry, Withdrawal
+from wallets.services import (
+    deposit_create,
+    deposit_on_payment_changed,
+    withdrawal_approve,
+    withdrawal_reject,
+    withdrawal_request,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+THREADS = 12
+OPERATIONS = 25
+INITIAL = 20_000
+
+
+def _succeed(payment_id: str) -> None:
+    """A charge's success as the payments app records it: under the payment lock, then the hook."""
+    with transaction.atomic():
+        payment = lock_payment(payment_id)
+        payment.status = "succeeded"
+        payment.save(update_fields=["status"])
+        deposit_on_payment_changed(payment=payment)
+
+
+def test_wallets_when_many_threads_deposit_and_withdraw_then_no_update_lost(monkeypatch):
+    # Deposits charge "synchronously" and the same success is delivered again by a racing "webhook".
+    monkeypatch.setattr(
+        "payments.services.card_payment_confirm",
+        lambda *, payment_id, payment_method_id: _succeed(payment_id),
+        raising=False,
+    )
+    users = [CustomerFactory(), CustomerFactory(), MerchantFactory()]
+    for user in users:
+        fund(user, INITIAL)
+    start = threading.Barrier(THREADS)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+    refused = [0]
+    deposit_payments: list[str] = []
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            start.wait()
+            for _ in range(OPERATIONS):
+                user = rng.choice(users)
+                roll = rng.random()
+                if roll < 0.45:
+                    try:
+                        withdrawal_request(user=user, amount=rng.randint(500, 4_000))
+                    except InsufficientFunds:
+                        with lock:
+                            refused[0] += 1
+                elif roll < 0.75:
+                    deposit = deposit_create(user=user, amount=rng.randint(100, 3_000), payment_method_id="pm_x")
+                    with lock:
+                        deposit_payments.append(deposit.payment_id)
+                elif roll < 0.85:
+                    with lock:
+                        payment_id = rng.choice(deposit_payments) if deposit_payments else None
+                    if payment_id:
+                        _succeed(payment_id)  # a duplicate delivery
+                else:
+                    pending = list(Withdrawal.objects.filter(status="pending").values_list("pk", flat=True)[:5])
+                    if pending:
+                        try:
+                            if rng.random() < 0.5:
+                                withdrawal_approve(withdrawal_id=rng.choice(pending), actor=None)
+                            else:
+                                withdrawal_reject(withdrawal_id=rng.choice(pending), actor=None, reason="load")
+                        except InvalidStatus:
+                            pass  # another thread decided it first
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    assert not any(thread.is_alive() for thread in threads), "a worker hung (deadlock?)"
+    assert not errors, errors
+
+    assert Deposit.objects.filter(status="succeeded").count() == Payment.objects.filter(kind="deposit").count()
+    assert Entry.objects.filter(kind="deposit").count() == Deposit.objects.count()
+    for user in users:
+        account = Account.objects.get(owner=user)
+        deposited = sum(Deposit.objects.filter(user=user).values_list("amount", flat=True))
+        withdrawals = Withdrawal.objects.filter(user=user)
+        paid = sum(w.amount for w in withdrawals if w.status == "paid")
+        pending = sum(w.amount for w in withdrawals if w.status == "pending")
+        assert account.balance >= 0
+        assert account.balance == INITIAL + deposited - paid - pending, user
+        assert account.held == pending
+    assert Withdrawal.objects.count() > 0 and Deposit.objects.count() > 0
+    code, out = verify()
+    assert code == 0, out

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+
+from tests.wallets.conftest import fund, verify
+from wallets.models import Account, Entry, Posting
+from wallets.services import withdrawal_request
+
+
+def _raw(sql: str, params: list) -> None:
+    """Writes behind the ledger's back: on PostgreSQL with the immutability trigger switched off."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET session_replication_role = replica")
+        try:
+            cursor.execute(sql, params)
+        finally:
+            if connection.vendor == "postgresql":
+                cursor.execute("SET session_replication_role = DEFAULT")
+
+
+def test_ledger_verify_when_ledger_sound_then_exit_0_with_report(customer, merchant):
+    fund(customer, 5_000)
+    fund(merchant, 7_000)
+    withdrawal_request(user=customer, amount=1_000)
+    code, out = verify()
+    assert code == 0, out
+    assert "Ledger OK" in out
+    assert "3 entries, 6 postings" in out
+
+
+def test_ledger_verify_when_empty_ledger_then_exit_0(db):
+    assert verify()[0] == 0
+
+
+def test_ledger_verify_when_posting_amount_altered_then_exit_1_naming_entry(customer):
+    entry = fund(customer, 5_000)
+    posting = Posting.objects.get(entry=entry, account__owner=customer)
+    _raw(f"UPDATE {Posting._meta.db_table} SET amount = amount + 1 WHERE id = %s", [posting.pk])
+    code, out = verify()
+    assert code == 1
+    assert f"entry {entry.pk}: postings sum to 1" in out
+    assert f"account {posting.account_id}" in out  # the balance no longer matches either
+
+
+def test_ledger_verify_when_balance_column_altered_then_exit_1_naming_account(customer):
+    fund(customer, 5_000)
+    account = Account.objects.get(owner=customer)
+    Account.objects.filter(pk=account.pk).update(balance=6_000)
+    code, out = verify()
+    assert code == 1
+    assert f"first: account {account.pk}: balance 6000, postings sum to 5000" in out
+
+
+def test_ledger_verify_when_held_drifts_from_withdrawals_then_exit_1(customer):
+    fund(customer, 5_000)
+    withdrawal_request(user=customer, amount=1_000)
+    account = Account.objects.get(owner=customer)
+    Account.objects.filter(pk=account.pk).update(held=1_500)
+    code, out = verify()
+    assert code == 1
+    assert f"account {account.pk}: held 1500, pending withdrawals 1000" in out
+
+
+def test_ledger_verify_when_posting_moved_to_other_currency_account_then_exit_1(customer):
+    entry = fund(customer, 5_000)
+    from wallets.services import platform_account_id, platform_accounts_ensure
+
+    with transaction.atomic():
+        platform_accounts_ensure("eur")
+    posting = Posting.objects.get(entry=entry, account__owner__isnull=True)
+    _raw(
+        f"UPDATE {Posting._meta.db_table} SET account_id = %s WHERE id = %s",
+        [platform_account_id("adjustments", "eur"), posting.pk],
+    )
+    code, out = verify()
+    assert code == 1
+    assert f"posting {posting.pk}" in out
+
+
+@pytest.mark.postgres
+def test_ledger_trigger_when_update_or_delete_then_refused(customer):
+    entry = fund(customer, 5_000)
+    for sql in (
+        f"UPDATE {Posting._meta.db_table} SET amount = amount + 1 WHERE entry_id = %s",
+        f"DELETE FROM {Posting._meta.db_table} WHERE entry_id = %s",
+        f"UPDATE {Entry._meta.db_table} SET memo = 'edited' WHERE id = %s",
+        f"DELETE FROM {Entry._meta.db_table} WHERE id = %s",
+    ):
+        with (
+            pytest.raises(DatabaseError, match="ledger rows are immutable"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(sql, [entry.pk])
+    assert Posting.objects.filter(entry=entry).count() == 2
+    assert verify()[0] == 0
+
+
+def test_ledger_rows_when_changed_through_orm_then_refused(customer):
+    entry = fund(customer, 5_000)
+    with pytest.raises(TypeError):
+        Entry.objects.filter(pk=entry.pk).update(memo="edited")
+    with pytest.raises(TypeError):
+        Posting.objects.filter(entry=entry).delete()
+    posting = Posting.objects.filter(entry=entry).first()
+    posting.amount = 1
+    with pytest.raises(TypeError):
+        posting.save()
