@@ -118,6 +118,7 @@ def _settings(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         },
         "environment": {k: env.get(k) for k in shown},
         "secret_key": "random per run (not recorded)",
+        "bench_nice": os.nice(0),
     }
 
 
@@ -142,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output or (ROOT / "bench" / ("results-quick.json" if args.quick else "results.json"))
     wanted = set(args.only or ORDER)
 
+    nice = int(os.environ.get("BENCH_NICE", "0"))
+    if nice:
+        # Opt-in, for a machine busy with other work: the bench's own processes (generator, server,
+        # fake Stripe, Celery) inherit it; PostgreSQL and Redis keep theirs.
+        os.nice(nice)
     run_started = time.perf_counter()
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -168,10 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         from bench import scenarios as sc
 
         have_stripe = stack.start_fake_stripe()
+        webhook_path = stack.setup_stripe() if have_stripe else None
         stack.start_web()
-        results["setup"] = {**stack.timings, "fake_stripe": have_stripe}
+        stack.start_celery()
+        results["setup"] = {**stack.timings, "fake_stripe": have_stripe, "webhook_path": webhook_path}
         print(f"bench: server up at {stack.base_url} ({stack.workers} workers x {stack.threads} threads)", flush=True)
-        bench = sc.Bench(stack=stack, quick=args.quick, results=results, problems=problems)
+        bench = sc.Bench(stack=stack, quick=args.quick, results=results, problems=problems, webhook_path=webhook_path)
 
         catalog = None
 
@@ -199,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
         run("baseline_sql_hot_row", sc.baseline_sql_hot_row)
         run("baseline_django_ping", sc.baseline_django_ping)
-        if wanted & {"catalog_read", "purchase_spread"}:
+        if wanted & {"catalog_read", "purchase_spread", "card_purchase", "webhook_ingest"}:
             catalog = sc.seed_catalog(bench)
         run("catalog_read", sc.catalog_read, catalog)
         run("purchase_spread", sc.purchase_spread, catalog)
@@ -207,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         if wanted & {"purchase_spread", "purchase_hot"}:
             print("bench: checking stock, orders and the ledger …", flush=True)
             results["invariants"] = sc.check_purchases(bench)
-        for name in ("card_purchase", "webhook_ingest", "ledger_verify_1m"):
-            run(name, getattr(sc, name, _missing_fn(name)))
+        run("card_purchase", sc.card_purchase, catalog)
+        run("webhook_ingest", sc.webhook_ingest, catalog)
+        run("ledger_verify_1m", sc.ledger_verify_1m)
     except _Budget as exc:
         problems.append(str(exc))
     except Exception as exc:
@@ -233,12 +242,3 @@ def main(argv: list[str] | None = None) -> int:
     rel = output.relative_to(ROOT) if output.is_relative_to(ROOT) else output
     print(f"bench: {'passed' if not problems else 'FAILED'} in {results['total_seconds']} s; figures in {rel}")
     return 0 if not problems else 1
-
-
-def _missing_fn(name: str) -> Any:
-    def missing(bench: Any) -> dict[str, Any]:
-        from bench.scenarios import Missing
-
-        raise Missing(f"{name} is not written yet")
-
-    return missing

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db.models import Count
+
 from bench import baseline_sql, seed
 from bench.load import LoadResult, Req, run_load
 from bench.report import summarize, summarize_load
@@ -28,6 +30,8 @@ class Bench:
     stocked: dict[str, int] = field(default_factory=dict)
     # Wallet purchases answered 201, per product.
     sold: dict[str, int] = field(default_factory=dict)
+    # Where dj-stripe takes this deployment's webhooks (printed by setup_stripe).
+    webhook_path: str | None = None
 
     def seconds(self, full: float, quick: float = 3.0) -> float:
         return quick if self.quick else full
@@ -188,7 +192,7 @@ def purchase_hot(bench: Bench) -> dict[str, Any]:
     merchant = seed.merchants("hot-merchant", 1)
     large_stock = 1_000_000
     (hot,) = seed.products(merchant, 1, price=300, stock=large_stock, prefix="Flash sale")
-    (small,) = seed.products(merchant, 1, price=300, stock=100 if bench.quick else 500, prefix="Sell-out")
+    (small,) = seed.products(merchant, 1, price=300, stock=50 if bench.quick else 500, prefix="Sell-out")
     bench.stocked[hot.id] = large_stock
     bench.stocked[small.id] = small.stock
     buyers = seed.buyers("hot", 1000 if not bench.quick else 200, funds=100_000_000)
@@ -313,3 +317,239 @@ def ledger_verify_1m(bench: Bench) -> dict[str, Any]:
 
 
 SCENARIOS: tuple[tuple[str, Callable[..., dict[str, Any]]], ...] = ()
+
+
+# --- card purchases against the local fake Stripe ------------------------------
+
+
+def card_purchase(bench: Bench, catalog: Catalog | None) -> dict[str, Any]:
+    if not _has_route("/api/v1/orders") or not _has_route("/api/v1/payment-methods"):
+        raise Missing("POST /api/v1/orders or /api/v1/payment-methods is not routed yet")
+    if not bench.stack.procs.get("fake_stripe"):
+        raise Missing("scripts/fake_stripe.py does not exist yet")
+    if catalog is None:
+        catalog = seed_catalog(bench)
+    buyers = seed.buyers("card", 60 if not bench.quick else 12, funds=1)
+    # Each buyer saves a card through the API (customer + attach at the fake), which becomes the default.
+    attach = [
+        Req("POST", "/api/v1/payment-methods", _auth(b.token, body=True), _json({"payment_method": "pm_card_visa"}))
+        for b in buyers
+    ]
+    saved, _ = bench.load(attach, concurrency=4, duration=120, max_requests=len(attach), workers=1)
+    attached = sum(1 for r in saved.records if r.status == 201)
+    if attached != len(buyers):
+        codes = sorted({f"{r.status}:{r.code}" for r in saved.records if r.status != 201})
+        raise RuntimeError(f"only {attached} of {len(buyers)} cards could be saved: {codes}")
+    products = catalog.products
+    requests = [
+        Req(
+            "POST",
+            "/api/v1/orders",
+            _auth(b.token, body=True),
+            _json({"product": products[(i * 11) % len(products)].id, "quantity": 1, "payment_method": "card"}),
+        )
+        for i, b in enumerate(buyers)
+    ]
+    result, cpu = bench.load(requests, concurrency=8, duration=bench.seconds(15), workers=1, idempotency_prefix="card")
+    figures = summarize_load(result)
+    figures["cpu"] = cpu
+    figures["buyers"] = len(buyers)
+    figures["card_saving"] = summarize(saved.records, saved.wall, ok_statuses=(201,))
+    from orders.models import Order
+
+    paid = Order.objects.filter(payment_method="card", status="paid").count()
+    figures["card_orders_paid"] = paid
+    if paid != figures["ok"]:
+        bench.problems.append(f"card_purchase: {figures['ok']} answered 201 but {paid} card orders are paid")
+    _no_5xx(bench, "card_purchase", figures)
+    return figures
+
+
+# --- webhook ingestion -----------------------------------------------------------
+
+
+def _stripe_signature(secret: str, payload: bytes, timestamp: int) -> str:
+    """The ``Stripe-Signature`` header exactly as Stripe computes it (HMAC-SHA256 of ``t.payload``)."""
+    import hashlib
+    import hmac
+
+    signed = f"{timestamp}.".encode() + payload
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def _seed_processing_card_orders(bench: Bench, catalog: Catalog, count: int) -> list[tuple[str, str, int]]:
+    """Card orders whose payment is ``processing`` at Stripe: (payment id, intent id, amount) each."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.db import transaction
+    from django.utils import timezone
+
+    from config.money import basis_points
+    from orders.models import Order
+    from payments.models import Payment
+
+    buyers = seed.buyers("hook", max(1, count // 10), funds=1)
+    from accounts.models import User
+
+    users = {u.id: u for u in User.objects.filter(id__in=[b.user_id for b in buyers])}
+    now = timezone.now()
+    payments = []
+    orders = []
+    for i in range(count):
+        buyer = users[buyers[i % len(buyers)].user_id]
+        product = catalog.products[i % len(catalog.products)]
+        amount = product.price
+        fee = basis_points(amount, settings.PLATFORM_FEE_BPS)
+        payment = Payment(
+            user=buyer,
+            kind="order",
+            method="card",
+            amount=amount,
+            currency=product.currency,
+            status="processing",
+            stripe_payment_intent_id=f"pi_bench{i:08d}{now.strftime('%H%M%S')}",
+            created_at=now,
+            updated_at=now,
+        )
+        payments.append(payment)
+        orders.append(
+            Order(
+                buyer=buyer,
+                merchant_id=product.merchant_id,
+                product=product,
+                quantity=1,
+                unit_price=amount,
+                amount=amount,
+                currency=product.currency,
+                fee=fee,
+                merchant_net=amount - fee,
+                payment_method="card",
+                status="pending",
+                payment=payment,
+                reserved_until=now + timedelta(hours=1),
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    with transaction.atomic():
+        Payment.objects.bulk_create(payments, batch_size=1000)
+        Order.objects.bulk_create(orders, batch_size=1000)
+    return [(p.id, str(p.stripe_payment_intent_id), p.amount) for p in payments]
+
+
+def _event(event_id: str, intent_id: str, payment_id: str, amount: int, currency: str, created: int) -> bytes:
+    intent = {
+        "id": intent_id,
+        "object": "payment_intent",
+        "amount": amount,
+        "amount_received": amount,
+        "currency": currency,
+        "status": "succeeded",
+        "customer": None,
+        "payment_method": None,
+        "latest_charge": "ch_" + intent_id[3:],
+        "last_payment_error": None,
+        "metadata": {"payment_id": payment_id, "kind": "order"},
+        "livemode": False,
+        "created": created,
+    }
+    return _json(
+        {
+            "id": event_id,
+            "object": "event",
+            "api_version": "2024-06-20",
+            "created": created,
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": "payment_intent.succeeded",
+            "data": {"object": intent},
+        }
+    )
+
+
+def webhook_ingest(bench: Bench, catalog: Catalog | None) -> dict[str, Any]:
+    path = bench.webhook_path
+    if not path:
+        raise Missing("manage.py setup_stripe (or the fake Stripe server) does not exist yet")
+    if not path.startswith("/stripe/"):
+        raise RuntimeError(f"setup_stripe printed {path!r}, not a webhook path")
+    if catalog is None:
+        catalog = seed_catalog(bench)
+
+    from payments.models import Payment
+
+    count = 6000 if not bench.quick else 300
+    duplicates = count // 5  # every fifth event is delivered twice
+    payments = _seed_processing_card_orders(bench, catalog, count)
+    created = int(time.time())
+    secret = bench.stack.webhook_secret
+    requests: list[Req] = []
+    for i, (payment_id, intent_id, amount) in enumerate(payments):
+        body = _event(f"evt_bench{created}{i:08d}", intent_id, payment_id, amount, "usd", created)
+        headers = {"Content-Type": "application/json", "Stripe-Signature": _stripe_signature(secret, body, created)}
+        requests.append(Req("POST", path, headers, body))
+        if i % 5 == 0 and len(requests) < count + duplicates:
+            # A redelivery, later and with a fresh signature timestamp, as Stripe retries.
+            later = created + 1
+            headers = {"Content-Type": "application/json", "Stripe-Signature": _stripe_signature(secret, body, later)}
+            requests.append(Req("POST", path, headers, body))
+    # Shuffle deterministically so duplicates arrive apart from their first delivery.
+    requests = requests[::2] + requests[1::2]
+
+    ids = [p[0] for p in payments]
+    started = time.perf_counter()
+    result, cpu = bench.load(requests, concurrency=16, duration=120, max_requests=len(requests), workers=2)
+    accepted_s = time.perf_counter() - started
+    deadline = time.perf_counter() + (90 if not bench.quick else 30)
+    applied = 0
+    while time.perf_counter() < deadline:
+        applied = Payment.objects.filter(id__in=ids, status="succeeded").count()
+        if applied >= count:
+            break
+        time.sleep(0.25)
+    applied_s = time.perf_counter() - started
+    figures = summarize_load(result)
+    figures["cpu"] = cpu
+    figures["events"] = count
+    figures["deliveries"] = len(requests)
+    figures["duplicate_deliveries"] = len(requests) - count
+    figures["accepted_per_s"] = figures["ok_per_s"]
+    figures["applied"] = applied
+    figures["seconds_until_all_applied"] = round(applied_s, 2) if applied >= count else None
+    figures["applied_per_s"] = round(applied / applied_s, 1)
+    figures["load_seconds_wall"] = round(accepted_s, 2)
+    figures.update(_webhook_applied_once(bench, ids, count))
+    if applied < count:
+        bench.problems.append(f"webhook_ingest: {applied} of {count} events applied within the wait")
+    figures["target"] = {
+        "accepted_per_s_min": 300,
+        "met": figures["accepted_per_s"] >= 300 and applied >= count and figures["applied_once"],
+    }
+    _no_5xx(bench, "webhook_ingest", figures)
+    return figures
+
+
+def _webhook_applied_once(bench: Bench, payment_ids: list[str], count: int) -> dict[str, Any]:
+    """Each event applied once: one purchase entry per order, every order paid, one event row per id."""
+    from orders.models import Order
+    from orders.services import purchase_key
+    from payments.models import StripeEvent
+    from wallets.models import Entry
+
+    order_ids = list(Order.objects.filter(payment_id__in=payment_ids).values_list("id", flat=True))
+    entries = Entry.objects.filter(idempotency_key__in=[purchase_key(o) for o in order_ids]).count()
+    paid = Order.objects.filter(id__in=order_ids, status="paid").count()
+    events = StripeEvent.objects.filter(id__startswith="evt_bench").values("status").annotate(n=Count("id"))
+    by_status = {row["status"]: row["n"] for row in events}
+    once = entries == paid == len(order_ids) == count
+    if not once:
+        bench.problems.append(f"webhook_ingest: {count} events, {paid} orders paid, {entries} purchase entries")
+    return {
+        "orders_paid": paid,
+        "purchase_entries": entries,
+        "stripe_events_by_status": by_status,
+        "applied_once": once,
+    }

@@ -188,9 +188,20 @@ class Stack:
         script = ROOT / "scripts" / "fake_stripe.py"
         if not script.exists():
             return False
-        self._spawn("fake_stripe", [PYTHON, str(script), "--port", str(self.stripe_port)])
+        argv = [PYTHON, str(script), "--port", str(self.stripe_port), "--from-scratch", "--no-persist", "--quiet"]
+        self._spawn("fake_stripe", [*argv, "--parent-pid", str(os.getpid())])
         _wait_http(f"{self.stripe_base}/v1/customers", self.procs["fake_stripe"], timeout=30, ok_statuses=(200, 401))
         return True
+
+    def setup_stripe(self) -> str | None:
+        """``manage.py setup_stripe`` as a deployment runs it; the webhook path it prints (None: no command)."""
+        done = self.manage("setup_stripe", "--no-register", timeout=120)
+        if done.returncode != 0:
+            if b"Unknown command" in done.stderr:
+                return None
+            raise RuntimeError("setup_stripe failed: " + done.stderr.decode(errors="replace")[-1500:])
+        lines = done.stdout.decode().strip().splitlines()
+        return lines[-1] if lines else None
 
     def start_web(self) -> None:
         argv = [
