@@ -346,8 +346,10 @@ _ALLOWED_NEXT: dict[str, set[str]] = {
     PaymentStatus.PROCESSING: set(PaymentStatus.values),
     PaymentStatus.REQUIRES_ACTION: set(PaymentStatus.values),
     PaymentStatus.SUCCEEDED: set(),
-    PaymentStatus.CANCELED: set(),
-    PaymentStatus.FAILED: {PaymentStatus.SUCCEEDED},  # a later successful attempt on the same intent
+    # Money is the truth: a charge Stripe reports as succeeded is recorded even after we
+    # gave up on it (the owner's hook then decides what the late money buys).
+    PaymentStatus.CANCELED: {PaymentStatus.SUCCEEDED},
+    PaymentStatus.FAILED: {PaymentStatus.SUCCEEDED},
 }
 
 
@@ -489,6 +491,32 @@ def card_payment_confirm(*, payment_id: str, payment_method_id: str | None) -> P
     if not _claim_for_charge(payment, card):
         return Payment.objects.get(pk=payment_id)
     return _charge(payment=payment, customer_id=customer_id, card_id=card.pk)
+
+
+def card_payment_cancel(*, payment_id: str) -> Payment:
+    """Stops a card payment that has not succeeded from succeeding later; call outside a transaction.
+
+    Cancels the PaymentIntent at Stripe (idempotency key from our payment id)
+    and applies Stripe's answer with ``payment_sync``; if Stripe refuses (the
+    intent succeeded or failed meanwhile) its current state is applied instead.
+    Raises StripeUnavailable.
+    """
+    from payments.errors import is_unavailable, translate_stripe_error
+
+    payment = Payment.objects.get(pk=payment_id)
+    if payment.status in FINAL_STATUSES or payment.method != PaymentMethodType.CARD:
+        return payment
+    if not payment.stripe_payment_intent_id:
+        return payment_sync(payment_id=payment.pk, intent={"status": "canceled"})
+    try:
+        intent: Any = gateway.raw_call(
+            stripe.PaymentIntent.cancel, payment.stripe_payment_intent_id, idempotency_key=f"pi-cancel-{payment.pk}"
+        )
+    except stripe.StripeError as exc:
+        if is_unavailable(exc):
+            raise translate_stripe_error(exc) from exc
+        intent = gateway.call(stripe.PaymentIntent.retrieve, payment.stripe_payment_intent_id)
+    return payment_sync(payment_id=payment.pk, intent=intent)
 
 
 def _charge(*, payment: Payment, customer_id: str, card_id: str) -> Payment:
@@ -661,7 +689,7 @@ def _refund_reserve(*, order_id: str, amount: int | None, reason: str, requested
 
     with transaction.atomic():
         order = lock_order(order_id)
-        if order.payment_id is None or order.status not in ("paid", "partially_refunded"):
+        if order.payment_id is None or order.status not in ("paid", "partially_refunded", "refunded"):
             raise InvalidStatus(f"Order {order.pk} is {order.status}; only paid orders can be refunded.")
         payment = lock_payment(order.payment_id)
         if payment.status != PaymentStatus.SUCCEEDED:
