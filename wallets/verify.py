@@ -13,7 +13,7 @@ from typing import Any
 from django.db import connection
 
 from orders.models import Order
-from payments.models import Dispute, DisputeStatus
+from payments.models import Dispute, DisputeStatus, Payment
 from wallets.models import WALLET_KINDS, Account, Entry, Posting, Withdrawal, WithdrawalStatus
 
 ACCOUNT = Account._meta.db_table
@@ -21,6 +21,7 @@ ENTRY = Entry._meta.db_table
 POSTING = Posting._meta.db_table
 WITHDRAWAL = Withdrawal._meta.db_table
 DISPUTE = Dispute._meta.db_table
+PAYMENT = Payment._meta.db_table
 ORDER = Order._meta.db_table
 _WALLET_KINDS_SQL = ", ".join(f"'{kind.value}'" for kind in WALLET_KINDS)
 
@@ -117,9 +118,13 @@ CHECKS: tuple[Check, ...] = (
           LEFT JOIN (SELECT account_id, SUM(amount) AS total
                        FROM {WITHDRAWAL} WHERE status = %s GROUP BY account_id) w
                  ON w.account_id = a.id
-          LEFT JOIN (SELECT o.merchant_id AS owner_id, ds.currency, SUM(ds.held_amount) AS total
-                       FROM {DISPUTE} ds JOIN {ORDER} o ON o.payment_id = ds.payment_id
-                      WHERE ds.status = %s GROUP BY o.merchant_id, ds.currency) d
+          LEFT JOIN (SELECT COALESCE(o.merchant_id, p.user_id) AS owner_id, ds.currency,
+                            SUM(ds.held_amount) AS total
+                       FROM {DISPUTE} ds
+                       JOIN {PAYMENT} p ON p.id = ds.payment_id
+                       LEFT JOIN {ORDER} o ON o.payment_id = ds.payment_id
+                      WHERE ds.status = %s
+                      GROUP BY COALESCE(o.merchant_id, p.user_id), ds.currency) d
                  ON d.owner_id = a.owner_id AND d.currency = a.currency
          WHERE a.kind IN ({_WALLET_KINDS_SQL})
            AND a.held <> COALESCE(w.total, 0) + COALESCE(d.total, 0)

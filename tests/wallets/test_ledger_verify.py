@@ -108,3 +108,23 @@ def test_ledger_rows_when_changed_through_orm_then_refused(customer):
     posting.amount = 1
     with pytest.raises(TypeError):
         posting.save()
+
+
+def test_ledger_verify_when_dispute_holds_wallet_funds_then_held_accounted(customer):
+    from payments.services import dispute_open, dispute_resolve, payment_create
+
+    fund(customer, 5_000)
+    with transaction.atomic():
+        payment = payment_create(user=customer, kind="deposit", method="card", amount=2_000, currency="usd")
+    dispute = dispute_open(payment_id=payment.pk, stripe_dispute_id="dp_test_1", amount=2_000)
+    account = Account.objects.get(owner=customer)
+    assert (account.balance, account.held) == (3_000, 2_000)
+    code, out = verify()
+    assert code == 0, out
+    Account.objects.filter(pk=account.pk).update(held=0)
+    code, out = verify()
+    assert code == 1 and f"account {account.pk}: held 0, pending withdrawals 0 + open disputes 2000" in out
+    Account.objects.filter(pk=account.pk).update(held=2_000)
+    dispute_resolve(dispute_id=dispute.pk, outcome="won", actor=None)
+    code, out = verify()
+    assert code == 0, out
