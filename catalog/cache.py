@@ -16,11 +16,14 @@ import functools
 import hashlib
 import logging
 import secrets
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 
@@ -36,11 +39,87 @@ def _fresh_version() -> int:
 
 
 def catalog_version() -> int:
-    version = cache.get(VERSION_KEY)
-    if version is None:
+    raw = _read_version()
+    if raw is None:
         cache.add(VERSION_KEY, _fresh_version(), timeout=None)
-        version = cache.get(VERSION_KEY)
-    return int(version)
+        raw = cache.get(VERSION_KEY)
+    return int(raw)
+
+
+_raw_get: Callable[[], Any] | None = None
+
+
+def _read_version() -> Any:
+    """The version in one cache round trip; on Redis, one bare GET without django-redis's layers."""
+    global _raw_get
+    if _raw_get is None:
+        _raw_get = _raw_reader()
+    return _raw_get()
+
+
+def _raw_reader() -> Callable[[], Any]:
+    from django_redis import get_redis_connection
+    from django_redis.cache import RedisCache
+
+    if not isinstance(caches["default"], RedisCache):
+        return lambda: cache.get(VERSION_KEY)
+    client = get_redis_connection("default")
+    key = cache.make_key(VERSION_KEY)
+    # django-redis stores integers unpickled, so the raw value is the number's digits.
+    return lambda: client.get(key)
+
+
+def _reset_reader() -> None:
+    """Forgets the resolved reader (tests that swap the cache backend)."""
+    global _raw_get
+    _raw_get = None
+
+
+class _LocalBodies:
+    """This process's copy of recently served bodies, keyed by versioned key.
+
+    A body is only ever served when its key's version is the current one, read
+    from the shared cache on every request, so a local copy is never stale; it
+    saves the second round trip and the unpickling of a large value.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.bodies: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self.lock:
+            item = self.bodies.get(key)
+            if item is None:
+                return None
+            if item[0] < time.monotonic():  # the same TTL as the shared copy
+                del self.bodies[key]
+                self.size -= len(item[1])
+                return None
+            self.bodies.move_to_end(key)
+            return item[1]
+
+    def put(self, key: str, body: bytes, ttl: float) -> None:
+        if len(body) > self.max_bytes // 8:
+            return
+        with self.lock:
+            if key in self.bodies:
+                return
+            self.bodies[key] = (time.monotonic() + ttl, body)
+            self.size += len(body)
+            while self.size > self.max_bytes:
+                _, (_, evicted) = self.bodies.popitem(last=False)
+                self.size -= len(evicted)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.bodies.clear()
+            self.size = 0
+
+
+local_bodies = _LocalBodies(max_bytes=32 * 1024 * 1024)
 
 
 def catalog_cache_bump() -> None:
@@ -60,7 +139,9 @@ def catalog_cache_bump_on_commit() -> None:
 
 def _key(request: HttpRequest, version: int) -> str:
     # The body holds absolute next/previous links, so scheme and host are part of it.
-    raw = f"{request.scheme}://{request.get_host()}{request.get_full_path()}"
+    # CommonMiddleware has already validated the host against ALLOWED_HOSTS.
+    host = request.META.get("HTTP_HOST") or request.get_host()
+    raw = f"{request.scheme}://{host}{request.get_full_path()}"
     digest = hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
     return f"catalog:{version}:{digest}"
 
@@ -68,7 +149,7 @@ def _key(request: HttpRequest, version: int) -> str:
 def cached_public_get(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Serves GETs of a public catalog view from the cache, before any DRF machinery.
 
-    A hit costs two cache reads and no SQL. Only 200 responses are stored (error
+    A hit costs one small cache read (the version) and no SQL. Only 200 responses are stored (error
     bodies carry a per-request id). Other methods go straight to ``view``.
     """
 
@@ -78,7 +159,12 @@ def cached_public_get(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
             return view(request, *args, **kwargs)
         try:
             key = _key(request, catalog_version())
-            body = cache.get(key)
+            body = local_bodies.get(key)
+            if body is None:
+                body = cache.get(key)
+                if body is not None:
+                    # Its remaining TTL is unknown here: keep the local copy a short while only.
+                    local_bodies.put(key, body, ttl=min(5, settings.CATALOG_CACHE_TTL))
         except Exception:
             logger.exception("catalog cache unavailable; serving from the database")
             return view(request, *args, **kwargs)
@@ -93,6 +179,7 @@ def cached_public_get(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
                 render()
             try:
                 cache.set(key, response.content, settings.CATALOG_CACHE_TTL)
+                local_bodies.put(key, response.content, ttl=settings.CATALOG_CACHE_TTL)
             except Exception:
                 logger.exception("catalog cache write failed")
             response["X-Cache"] = "miss"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from django.db import transaction
 
-from catalog.cache import catalog_version
+from catalog.cache import catalog_cache_bump, catalog_version
 from catalog.locks import stock_return, stock_take
+from catalog.models import Product
 from tests.conftest import client_for
 from tests.factories import MerchantFactory, ProductFactory
 
@@ -184,3 +185,15 @@ def test_products_list_when_error_response_then_not_cached(api):
     assert first.status_code == second.status_code == 400
     assert first.json()["error"]["request_id"] != second.json()["error"]["request_id"]
     assert "X-Cache" not in second
+
+
+def test_products_list_when_another_process_bumps_then_local_copy_not_served(api):
+    """Each process keeps local copies of bodies; a bump by any process retires them at once."""
+    product = ProductFactory(price=1000)
+    api.get("/api/v1/products")
+    Product.objects.filter(pk=product.id).update(price=3000)  # as another process would, then:
+
+    catalog_cache_bump()
+
+    response = api.get("/api/v1/products")
+    assert response["X-Cache"] == "miss" and response.json()["results"][0]["price"] == 3000
