@@ -100,7 +100,7 @@ class WebhookEndpoint(models.Model):
 
     id = PublicIdField("whk")
     merchant = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="webhook_endpoints")
-    url = models.URLField(max_length=2000)
+    url = models.CharField(max_length=2000)
     # Signs every delivery (HMAC-SHA256); shown to the merchant once, at creation.
     secret = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)
@@ -158,7 +158,7 @@ class EventDelivery(models.Model):
     endpoint = models.ForeignKey(
         WebhookEndpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="deliveries"
     )
-    url = models.URLField(max_length=2000)
+    url = models.CharField(max_length=2000)
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     # When the next attempt is due; also the lease of an attempt in flight.

@@ -52,9 +52,7 @@ def _storm(jobs):
 
 
 def _codes(responses) -> Counter:
-    return Counter(
-        (r.status_code, r.json()["error"]["code"] if r.status_code >= 400 else "ok") for r in responses
-    )
+    return Counter((r.status_code, r.json()["error"]["code"] if r.status_code >= 400 else "ok") for r in responses)
 
 
 def test_storm_when_200_buyers_for_stock_50_then_exactly_50_sold():
@@ -71,7 +69,9 @@ def test_storm_when_200_buyers_for_stock_50_then_exactly_50_sold():
     assert codes == Counter({(201, "ok"): 50, (409, "out_of_stock"): 150}), codes
     assert Product.objects.get(pk=product.pk).stock == 0
     assert Order.objects.filter(product=product, status="paid").count() == 50
-    assert sorted(Account.objects.filter(owner__in=buyers).values_list("balance", flat=True)) == [4000] * 50 + [5000] * 150
+    assert (
+        sorted(Account.objects.filter(owner__in=buyers).values_list("balance", flat=True)) == [4000] * 50 + [5000] * 150
+    )
     assert Account.objects.get(owner=product.merchant).balance == 50 * 950
     call_command("ledger_verify")
 

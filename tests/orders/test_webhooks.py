@@ -31,7 +31,9 @@ def test_webhook_endpoint_create_when_merchant_then_secret_shown_once(merchant_a
     assert created["id"].startswith("whk_")
     assert created["secret"].startswith("whsec_")
     listed = merchant_api.get("/api/v1/merchant/webhooks").json()["results"]
-    assert listed == [{"id": created["id"], "url": "https://hooks.example.test/orders", "created_at": listed[0]["created_at"]}]
+    assert listed == [
+        {"id": created["id"], "url": "https://hooks.example.test/orders", "created_at": listed[0]["created_at"]}
+    ]
 
 
 def test_webhook_endpoint_delete_when_own_then_204_and_gone(merchant_api):
@@ -58,7 +60,9 @@ def test_webhook_endpoints_when_customer_then_403(customer_api):
     assert_error(response, 403, "permission_denied")
 
 
-@pytest.mark.parametrize("url", ["ftp://hooks.example.test/x", "not a url", "https://user:pw@hooks.example.test/", "http:///x"])
+@pytest.mark.parametrize(
+    "url", ["ftp://hooks.example.test/x", "not a url", "https://user:pw@hooks.example.test/", "http:///x"]
+)
 def test_webhook_endpoint_create_when_bad_url_then_400(merchant_api, url):
     response = merchant_api.post("/api/v1/merchant/webhooks", {"url": url}, format="json")
     assert_error(response, 400, "validation_error", "url")
