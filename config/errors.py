@@ -195,6 +195,11 @@ def envelope(error: DomainError) -> dict[str, Any]:
     return {"error": body}
 
 
+def mark_logged(response: HttpResponse) -> None:
+    """Tells Django's request logger that this 5xx was logged already, with its traceback."""
+    response._has_been_logged = True  # type: ignore[attr-defined]
+
+
 def error_response(error: DomainError, headers: dict[str, str] | None = None) -> JsonResponse:
     response = JsonResponse(envelope(error), status=error.status)
     for name, value in (headers or {}).items():
@@ -232,6 +237,9 @@ def translate(exc: Exception) -> DomainError | None:
     if isinstance(exc, drf_exceptions.ValidationError):
         param, message = _first_validation_error(exc.detail)
         return ValidationFailed(message, param=param)
+    if isinstance(exc, RecursionError):
+        # Only the JSON parser recurses on client data: a body nested thousands deep.
+        return ValidationFailed("Malformed request body: nested too deeply.")
     if isinstance(exc, drf_exceptions.ParseError):
         return ValidationFailed(f"Malformed request body: {exc.detail}")
     if isinstance(exc, drf_exceptions.UnsupportedMediaType):
@@ -254,10 +262,14 @@ def translate(exc: Exception) -> DomainError | None:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     error = translate(exc)
+    logged = False
     if error is None:
         logger.exception("unhandled error in API view", exc_info=exc)
         error = InternalError()
+        logged = True
     response = Response(envelope(error), status=error.status)
+    if logged:
+        mark_logged(response)
     if isinstance(error, RateLimited):
         response["Retry-After"] = str(error.extra.get("retry_after", 1))
     if isinstance(error, AuthenticationFailed | TokenInvalid):
