@@ -159,7 +159,7 @@ def _mirror_customer(*, user: User, customer: Any) -> None:
     from djstripe.models import Customer
 
     try:
-        mirrored = Customer.sync_from_stripe_data(customer, api_key=gateway.api_key())
+        mirrored = Customer.sync_from_stripe_data(_plain(customer), api_key=gateway.api_key())
         if mirrored.subscriber_id != user.pk:
             mirrored.subscriber = user
             mirrored.save(update_fields=["subscriber"])
@@ -242,7 +242,7 @@ def _mirror_payment_method(method: Any) -> None:
     from djstripe.models import PaymentMethod
 
     try:
-        PaymentMethod.sync_from_stripe_data(method, api_key=gateway.api_key())
+        PaymentMethod.sync_from_stripe_data(_plain(method), api_key=gateway.api_key())
     except Exception:
         logger.exception("could not mirror stripe payment method", extra={"payment_method": method.get("id")})
 
@@ -323,6 +323,12 @@ def _object_id(value: Any) -> str:
         return str(value["id"])
     except (KeyError, TypeError):
         return str(getattr(value, "id", "") or "")
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """A Stripe object as plain JSON-able data (what dj-stripe stores)."""
+    to_dict = getattr(obj, "to_dict", None)
+    return to_dict(for_json=True) if to_dict is not None else dict(obj)
 
 
 def _as_mapping(obj: Any) -> Mapping[str, Any]:
@@ -464,7 +470,7 @@ def _mirror_intent(intent: Any) -> None:
     from djstripe.models import PaymentIntent
 
     try:
-        PaymentIntent.sync_from_stripe_data(intent, api_key=gateway.api_key())
+        PaymentIntent.sync_from_stripe_data(_plain(intent), api_key=gateway.api_key())
     except Exception:
         logger.warning("could not mirror payment intent", extra={"intent": intent.get("id")}, exc_info=True)
 

@@ -1,0 +1,295 @@
+"""Stripe webhooks signed exactly as Stripe signs them, posted to dj-stripe's endpoint URL."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+
+import pytest
+import stripe
+from django.db import connection
+from django.test import Client
+from djstripe.models import WebhookEndpoint
+
+from payments.models import Payment, StripeEvent
+from payments.services import payment_create, payment_sync
+from payments.tasks import retry_failed_events
+from tests.conftest import client_for
+from wallets.models import Account, Deposit, Entry
+
+pytestmark = pytest.mark.stripe
+
+SECRET = "whsec_local"
+
+
+def sign(body: bytes, secret: str = SECRET, timestamp: int | None = None) -> str:
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def event_body(event_type: str, obj, event_id: str | None = None) -> bytes:
+    event = {
+        "id": event_id or f"evt_{uuid.uuid4().hex[:24]}",
+        "object": "event",
+        "api_version": "2017-08-15",
+        "created": int(time.time()),
+        "livemode": False,
+        "type": event_type,
+        "data": {"object": dict(obj)},
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+    }
+    return json.dumps(event, default=str).encode()
+
+
+def webhook_url() -> str:
+    from django.urls import reverse
+
+    endpoint = WebhookEndpoint.objects.get(id="we_platform")
+    return reverse("djstripe:djstripe_webhook_by_uuid", kwargs={"uuid": endpoint.djstripe_uuid})
+
+
+def deliver(body: bytes, signature: str | None = None, client: Client | None = None):
+    headers = {} if signature is None else {"HTTP_STRIPE_SIGNATURE": signature}
+    return (client or Client()).post(webhook_url(), data=body, content_type="application/json", **headers)
+
+
+def _balance(user) -> int:
+    account = Account.objects.filter(owner=user).first()
+    return account.balance if account else 0
+
+
+def _charged_deposit_unseen(fake_stripe, user, amount=2500):
+    """A deposit whose card Stripe charged, while our record still says processing without the intent."""
+    pm = fake_stripe.attach_card(user)
+    with fake_stripe.unreachable():
+        client_for(user).post("/api/v1/wallet/deposits", {"amount": amount, "payment_method": pm}, format="json")
+    payment = Payment.objects.get(user=user)
+    assert payment.status == "processing" and payment.stripe_payment_intent_id is None
+    intent = stripe.PaymentIntent.create(
+        amount=amount,
+        currency="usd",
+        customer=user.stripe_customer.stripe_customer_id,
+        payment_method=pm,
+        confirm=True,
+        metadata={"payment_id": payment.pk, "kind": "deposit"},
+    )
+    assert intent.status == "succeeded"
+    return payment, intent
+
+
+def test_succeeded_when_it_arrives_before_our_record_knows_the_intent_then_credited_once(
+    fake_stripe, customer, django_capture_on_commit_callbacks
+):
+    payment, intent = _charged_deposit_unseen(fake_stripe, customer)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = deliver(body := event_body("payment_intent.succeeded", intent), sign(body))
+
+    assert response.status_code == 200, response.content
+    payment.refresh_from_db()
+    assert payment.status == "succeeded"
+    assert payment.stripe_payment_intent_id == intent.id
+    assert Deposit.objects.get(payment=payment).status == "succeeded"
+    assert _balance(customer) == 2500
+    # Our own (late) confirmation of the same intent changes nothing.
+    payment_sync(payment_id=payment.pk, intent=stripe.PaymentIntent.retrieve(intent.id))
+    assert _balance(customer) == 2500
+    assert Entry.objects.filter(kind="deposit").count() == 1
+    assert StripeEvent.objects.get().status == "processed"
+
+
+def test_failed_when_it_arrives_after_succeeded_then_state_stays_succeeded(
+    fake_stripe, customer, django_capture_on_commit_callbacks
+):
+    payment, intent = _charged_deposit_unseen(fake_stripe, customer)
+    stale_failure = {
+        **dict(intent),
+        "status": "requires_payment_method",
+        "last_payment_error": {"code": "card_declined"},
+    }
+
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver(body := event_body("payment_intent.succeeded", intent), sign(body))
+        deliver(body := event_body("payment_intent.payment_failed", stale_failure), sign(body))
+
+    payment.refresh_from_db()
+    assert payment.status == "succeeded"
+    assert _balance(customer) == 2500
+    assert list(StripeEvent.objects.values_list("status", flat=True)) == ["processed", "processed"]
+
+
+def test_same_event_delivered_twice_then_applied_once(fake_stripe, customer, django_capture_on_commit_callbacks):
+    _payment, intent = _charged_deposit_unseen(fake_stripe, customer)
+    body = event_body("payment_intent.succeeded", intent)
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        first = deliver(body, sign(body))
+        second = deliver(body, sign(body))
+
+    assert first.status_code == second.status_code == 200
+    queued = [c for c in callbacks if "webhook_received" in c.__qualname__]
+    assert len(queued) == 1  # only the first delivery queued work
+    assert StripeEvent.objects.count() == 1
+    assert _balance(customer) == 2500
+
+
+def test_bad_signature_then_400_and_nothing_stored(fake_stripe, customer):
+    payment, intent = _charged_deposit_unseen(fake_stripe, customer)
+    body = event_body("payment_intent.succeeded", intent)
+
+    wrong_secret = deliver(body, sign(body, secret="whsec_attacker"))
+    tampered = deliver(body.replace(b'"livemode": false', b'"livemode": false '), sign(body))
+    missing = deliver(body)
+    override = Client().post(
+        webhook_url(),
+        data=body,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=sign(body, secret="whsec_attacker"),
+        HTTP_X_DJSTRIPE_WEBHOOK_SECRET="whsec_attacker",
+    )
+
+    assert [r.status_code for r in (wrong_secret, tampered, missing, override)] == [400, 400, 400, 400]
+    assert not StripeEvent.objects.exists()
+    payment.refresh_from_db()
+    assert payment.status == "processing"
+    assert _balance(customer) == 0
+
+
+def test_signature_older_than_tolerance_then_400_and_nothing_stored(fake_stripe, customer):
+    _payment, intent = _charged_deposit_unseen(fake_stripe, customer)
+    body = event_body("payment_intent.succeeded", intent)
+
+    response = deliver(body, sign(body, timestamp=int(time.time()) - 301))
+
+    assert response.status_code == 400
+    assert not StripeEvent.objects.exists()
+    assert _balance(customer) == 0
+
+
+def test_unhandled_event_type_then_200_and_nothing_changes(fake_stripe, customer, django_capture_on_commit_callbacks):
+    payment, _intent = _charged_deposit_unseen(fake_stripe, customer)
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = deliver(body := event_body("customer.updated", {"id": "cus_x", "object": "customer"}), sign(body))
+
+    assert response.status_code == 200
+    assert not [c for c in callbacks if "webhook_received" in c.__qualname__]
+    assert StripeEvent.objects.get().status == "ignored"
+    payment.refresh_from_db()
+    assert payment.status == "processing"
+    assert _balance(customer) == 0
+
+
+def test_handler_when_stripe_unreachable_then_failed_visible_and_retried_later(
+    fake_stripe, customer, django_capture_on_commit_callbacks
+):
+    _payment, intent = _charged_deposit_unseen(fake_stripe, customer)
+
+    with fake_stripe.unreachable(), django_capture_on_commit_callbacks(execute=True):
+        response = deliver(body := event_body("payment_intent.succeeded", intent), sign(body))
+
+    assert response.status_code == 200
+    event = StripeEvent.objects.get()
+    assert event.status == "failed" and event.attempts == 1
+    assert "APIConnectionError" in event.last_error
+    assert _balance(customer) == 0
+
+    assert retry_failed_events() == 1
+
+    event.refresh_from_db()
+    assert event.status == "processed" and event.last_error == ""
+    assert _balance(customer) == 2500
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_same_succeeded_delivered_ten_times_concurrently_then_credited_once(fake_stripe, customer):
+    payment, intent = _charged_deposit_unseen(fake_stripe, customer)
+    body = event_body("payment_intent.succeeded", intent)
+    start = threading.Barrier(10)
+    statuses: list[int] = []
+
+    def deliver_once() -> None:
+        try:
+            start.wait()
+            statuses.append(deliver(body, sign(body)).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver_once) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert statuses == [200] * 10
+    assert StripeEvent.objects.count() == 1
+    assert StripeEvent.objects.get().status == "processed"
+    payment.refresh_from_db()
+    assert payment.status == "succeeded"
+    assert _balance(customer) == 2500
+    assert Entry.objects.filter(kind="deposit").count() == 1
+
+
+def test_setup_stripe_command_when_run_twice_then_idempotent_and_prints_path(fake_stripe, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    outputs = []
+    for _ in range(2):
+        out = StringIO()
+        call_command("setup_stripe", "--no-register", stdout=out, stderr=StringIO())
+        outputs.append(out.getvalue().strip().splitlines()[-1])
+
+    assert outputs[0] == outputs[1] == webhook_url()
+    assert WebhookEndpoint.objects.count() == 1
+    assert WebhookEndpoint.objects.get().secret == settings.STRIPE_WEBHOOK_SECRET
+    from djstripe.models import APIKey
+
+    assert APIKey.objects.get().djstripe_owner_account_id == "acct_local"
+
+
+def test_setup_stripe_when_registered_then_fake_delivers_signed_events_to_it(fake_stripe, customer):
+    """The fake's own delivery reaches a URL we serve with the endpoint's secret (checked with our verifier)."""
+    import http.server
+
+    received: list[tuple[bytes, str]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((body, self.headers["Stripe-Signature"]))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    server.timeout = 0.2
+    from payments.services import stripe_setup
+
+    stripe_setup(base_url=f"http://127.0.0.1:{server.server_port}")
+    try:
+        pm = fake_stripe.attach_card(customer)
+        payment = payment_create(user=customer, kind="deposit", method="card", amount=500, currency="usd")
+        from payments.services import card_payment_confirm
+
+        card_payment_confirm(payment_id=payment.pk, payment_method_id=pm)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(b'"payment_intent.succeeded"' in body for body, _ in received):
+            server.handle_request()
+    finally:
+        server.server_close()
+
+    types = [json.loads(body)["type"] for body, _ in received]
+    assert "payment_intent.succeeded" in types, types
+    for body, signature in received:
+        stripe.WebhookSignature.verify_header(body.decode(), signature, SECRET, 300)
