@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from config.schema import errors
 from config.throttling import PaymentsThrottle, WithdrawalsThrottle
 from wallets import selectors, services
+from wallets.models import Posting, Withdrawal
 from wallets.serializers import (
     DepositCreateSerializer,
     DepositSerializer,
@@ -33,6 +34,8 @@ class PostThrottledMixin:
 
 
 class WalletView(APIView):
+    """The caller's wallet: ``balance`` can be spent now, ``pending`` is held by withdrawals and disputes."""
+
     @extend_schema(responses={200: WalletSerializer, **errors(401)}, tags=["wallet"], summary="Balance and pending")
     def get(self, request: Request) -> Response:
         summary = selectors.wallet_summary(request.user)  # type: ignore[arg-type]
@@ -40,13 +43,17 @@ class WalletView(APIView):
 
 
 class TransactionListView(generics.ListAPIView):
+    """Every posting on the caller's wallet, newest first, with the balance before and after it."""
+
     serializer_class = TransactionSerializer
 
     def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no user
+            return Posting.objects.none()
         return selectors.wallet_postings(self.request.user)  # type: ignore[arg-type]
 
     @extend_schema(
-        responses={200: TransactionSerializer(many=True), **errors(400, 401)},
+        responses={200: TransactionSerializer(many=True), **errors(400, 401, 404)},
         tags=["wallet"],
         summary="Wallet postings, newest first, with the balance before and after each",
     )
@@ -55,6 +62,8 @@ class TransactionListView(generics.ListAPIView):
 
 
 class DepositCreateView(PostThrottledMixin, APIView):
+    """A top-up paid by a saved card; the wallet is credited once (and only once) the payment succeeds."""
+
     post_throttle_classes = (PaymentsThrottle,)
 
     @extend_schema(
@@ -75,6 +84,8 @@ class DepositCreateView(PostThrottledMixin, APIView):
 
 
 class DepositDetailView(APIView):
+    """One of the caller's top-ups; anyone else's is 404."""
+
     @extend_schema(responses={200: DepositSerializer, **errors(401, 404)}, tags=["wallet"], summary="A top-up")
     def get(self, request: Request, deposit_id: str) -> Response:
         deposit = selectors.deposit_get(user=request.user, deposit_id=deposit_id)  # type: ignore[arg-type]
@@ -82,14 +93,18 @@ class DepositDetailView(APIView):
 
 
 class WithdrawalListCreateView(PostThrottledMixin, generics.ListAPIView):
+    """Payouts: the amount is held at once; staff approve (``paid``) or reject (``rejected``, funds released)."""
+
     serializer_class = WithdrawalSerializer
     post_throttle_classes = (WithdrawalsThrottle,)
 
     def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no user
+            return Withdrawal.objects.none()
         return selectors.withdrawals_of(self.request.user)  # type: ignore[arg-type]
 
     @extend_schema(
-        responses={200: WithdrawalSerializer(many=True), **errors(400, 401)},
+        responses={200: WithdrawalSerializer(many=True), **errors(400, 401, 404)},
         tags=["wallet"],
         summary="Own withdrawals, newest first",
     )
@@ -113,6 +128,8 @@ class WithdrawalListCreateView(PostThrottledMixin, generics.ListAPIView):
 
 
 class WithdrawalDetailView(APIView):
+    """One of the caller's withdrawals; anyone else's is 404."""
+
     @extend_schema(responses={200: WithdrawalSerializer, **errors(401, 404)}, tags=["wallet"], summary="A withdrawal")
     def get(self, request: Request, withdrawal_id: str) -> Response:
         withdrawal = selectors.withdrawal_get(user=request.user, withdrawal_id=withdrawal_id)  # type: ignore[arg-type]

@@ -222,3 +222,14 @@ def test_hook_when_payment_is_not_a_deposit_then_ignored(customer):
         payment = payment_create(user=customer, kind="order", method="card", amount=1_000, currency="usd")
     _record(payment.pk, "succeeded")
     assert not Entry.objects.exists()
+
+
+def test_deposit_when_repeated_with_idempotency_key_then_charged_and_credited_once(customer_api, card):
+    headers = {"HTTP_IDEMPOTENCY_KEY": "top-up-1"}
+    body = {"amount": 1_500, "payment_method": "pm_card_visa"}
+    first = customer_api.post(URL, body, format="json", **headers)
+    again = customer_api.post(URL, body, format="json", **headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again["Idempotent-Replayed"] == "true"
+    assert len(card.calls) == 1 and Deposit.objects.count() == 1
+    assert customer_api.get("/api/v1/wallet").json()["balance"] == 1_500

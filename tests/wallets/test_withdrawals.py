@@ -181,3 +181,16 @@ def test_withdrawal_request_when_merchant_then_merchant_wallet_debited(merchant_
     fund(merchant, 3_000)
     assert merchant_api.post(URL, {"amount": 3_000}, format="json").status_code == 201
     assert merchant_api.get("/api/v1/wallet").json() == {"balance": 0, "pending": 3_000, "currency": "usd"}
+
+
+def test_withdrawal_request_when_repeated_with_idempotency_key_then_held_once(customer_api, funded_customer):
+    headers = {"HTTP_IDEMPOTENCY_KEY": "withdraw-once-1"}
+    first = customer_api.post(URL, {"amount": 3_000}, format="json", **headers)
+    again = customer_api.post(URL, {"amount": 3_000}, format="json", **headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert Withdrawal.objects.count() == 1
+    assert customer_api.get("/api/v1/wallet").json() == {"balance": 7_000, "pending": 3_000, "currency": "usd"}
+    other = customer_api.post(URL, {"amount": 1_000}, format="json", **headers)
+    assert_error(other, 422, "idempotency_key_reused")

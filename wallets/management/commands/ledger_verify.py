@@ -43,10 +43,14 @@ class Command(BaseCommand):
                 failure = run_check(check)
                 elapsed = time.perf_counter() - check_started
                 if failure is None:
-                    self.stdout.write(f"  ok    {check.name} ({elapsed:.2f} s)")
+                    line = f"  ok    {check.name} ({elapsed:.2f} s)"
                 else:
                     failures.append(failure)
-                    self.stdout.write(f"  FAIL  {check.name}: {failure.broken} broken, first: {failure.first}")
+                    line = f"  FAIL  {check.name}: {failure.broken} broken, first: {failure.first}"
+                if bar.disable:
+                    self.stdout.write(line)
+                else:  # above the bar, which stays at the bottom of the terminal
+                    tqdm.write(line, file=self.stdout._out)
         total = time.perf_counter() - started
         if failures:
             first = failures[0]
