@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
@@ -72,6 +73,7 @@ MAX_WEBHOOK_ENDPOINTS = 10
 DELIVERY_MAX_ATTEMPTS = 10
 DELIVERY_LEASE_SECONDS = 60
 DELIVERY_BACKOFF_CAP_SECONDS = 6 * 3600
+ENDPOINTS_CACHE_SECONDS = 300
 
 
 def order_transition(*, order: Order, to: str, fields: tuple[str, ...] = ()) -> None:
@@ -590,10 +592,47 @@ def _event_record(
     data = order_event_object(order)
     data.update(extra or {})
     event.payload = {"id": event.pk, "type": event_type, "created": int(now.timestamp()), "data": {"object": data}}
+    has_receivers = bool(settings.ORDER_EVENTS_URL) or _merchant_has_endpoints(order.merchant_id)
+    if not has_receivers:
+        # Nobody to tell: recorded as dispatched, and no task is queued.
+        event.dispatched_at = now
     event.save(force_insert=True)
-    event_id = event.pk
-    transaction.on_commit(lambda: _fan_out_enqueue(event_id))
+    if has_receivers:
+        event_id = event.pk
+        transaction.on_commit(lambda: _fan_out_enqueue(event_id))
     return event
+
+
+def _endpoints_cache_key(merchant_id: str) -> str:
+    return f"orders:has-webhooks:{merchant_id}"
+
+
+def _merchant_has_endpoints(merchant_id: str) -> bool:
+    """Whether the merchant has a live endpoint; cached (dropped when endpoints change)."""
+    key = _endpoints_cache_key(merchant_id)
+    try:
+        cached = cache.get(key)
+    except Exception:
+        logger.warning("cache unavailable; assuming the merchant has webhook endpoints", exc_info=True)
+        return True
+    if cached is not None:
+        return bool(cached)
+    has = WebhookEndpoint.objects.filter(merchant_id=merchant_id, deleted_at__isnull=True).exists()
+    try:
+        cache.set(key, int(has), ENDPOINTS_CACHE_SECONDS)
+    except Exception:
+        logger.warning("cache unavailable", exc_info=True)
+    return has
+
+
+def _endpoints_changed_on_commit(merchant_id: str) -> None:
+    def forget() -> None:
+        try:
+            cache.delete(_endpoints_cache_key(merchant_id))
+        except Exception:
+            logger.exception("could not drop the cached webhook flag; it expires on its own")
+
+    transaction.on_commit(forget)
 
 
 def _fan_out_enqueue(event_id: str) -> None:
@@ -745,6 +784,7 @@ def webhook_endpoint_create(*, merchant: User, url: str) -> WebhookEndpoint:
             raise TooManyWebhookEndpoints(param="url")
         endpoint = WebhookEndpoint(merchant=merchant, url=url, secret="whsec_" + secrets.token_hex(24))
         endpoint.save(force_insert=True)
+        _endpoints_changed_on_commit(merchant.pk)
         audit_record(
             actor=merchant,
             action="webhook_endpoint.create",
@@ -763,6 +803,7 @@ def webhook_endpoint_delete(*, merchant: User, endpoint_id: str) -> None:
         )
         if not updated:
             raise WebhookEndpointNotFound(param="id")
+        _endpoints_changed_on_commit(merchant.pk)
         audit_record(
             actor=merchant, action="webhook_endpoint.delete", object_type="webhook_endpoint", object_id=endpoint_id
         )

@@ -250,3 +250,20 @@ def test_order_event_when_endpoint_deleted_then_not_sent(
         buy(customer_api, product.pk)
     assert receiver.requests == []
     assert OrderEvent.objects.get().dispatched_at is not None
+
+
+def test_order_event_when_merchant_registers_after_a_sale_then_next_sale_delivered(
+    customer, customer_api, merchant_api, product, receiver, django_capture_on_commit_callbacks
+):
+    fund(customer, 5000)
+    with django_capture_on_commit_callbacks(execute=True):
+        buy(customer_api, product.pk)
+    # Nobody listens: the event is recorded as dispatched and no task is queued for it.
+    assert OrderEvent.objects.get().dispatched_at is not None
+    assert not EventDelivery.objects.exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        _register(merchant_api, receiver.url)
+        order_id = buy(customer_api, product.pk).json()["id"]
+
+    assert [json.loads(body)["data"]["object"]["id"] for _, body in receiver.requests] == [order_id]
