@@ -11,6 +11,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from djstripe.admin.admin import CustomerAdmin as DjstripeCustomerAdmin
+from djstripe.models import Customer as DjstripeCustomer
 
 from config.errors import DomainError
 from payments import services
@@ -209,6 +211,17 @@ class StripeCustomerAdmin(ReadOnlyAdmin):
     list_display = ("user", "stripe_customer_id", "created_at")
     search_fields = ("user__email", "stripe_customer_id")
     list_select_related = ("user",)
+
+
+class StripeCustomerMirrorAdmin(DjstripeCustomerAdmin):
+    """dj-stripe's Customer admin, searchable by the customer's or the user's email (its own search is broken)."""
+
+    search_fields = ("id", "email", "subscriber__email")
+
+
+if admin.site.is_registered(DjstripeCustomer):
+    admin.site.unregister(DjstripeCustomer)
+admin.site.register(DjstripeCustomer, StripeCustomerMirrorAdmin)
 
 
 @admin.register(SavedCard)

@@ -988,8 +988,10 @@ def _retrieve_or_payload(fn: Any, object_id: str, payload: Mapping[str, Any]) ->
     does not know the object (the local fake has no disputes)."""
     try:
         return _as_mapping(gateway.raw_call(fn, object_id))
-    except stripe.InvalidRequestError:
-        return payload
+    except stripe.StripeError as exc:
+        if exc.http_status == 404:
+            return payload
+        raise
 
 
 def _on_payment_intent_event(event: Any) -> None:

@@ -22,7 +22,9 @@ def process_stripe_event(self: Any, event_id: str) -> None:
     try:
         stripe_event_process(event_id=event_id)
     except Exception as exc:
-        logger.warning("stripe event failed", extra={"event_id": event_id, "attempt": self.request.retries + 1})
+        logger.warning(
+            "stripe event failed", extra={"event_id": event_id, "attempt": self.request.retries + 1}, exc_info=True
+        )
         if self.request.is_eager:
             return  # tests and the demo: the failure is recorded; retry_failed_events or the admin replays it
         raise self.retry(exc=exc, countdown=min(300, 5 * 2**self.request.retries)) from exc
