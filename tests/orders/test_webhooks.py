@@ -264,6 +264,7 @@ def test_order_event_when_merchant_registers_after_a_sale_then_next_sale_deliver
 
     with django_capture_on_commit_callbacks(execute=True):
         _register(merchant_api, receiver.url)
+    with django_capture_on_commit_callbacks(execute=True):
         order_id = buy(customer_api, product.pk).json()["id"]
 
     assert [json.loads(body)["data"]["object"]["id"] for _, body in receiver.requests] == [order_id]
