@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
@@ -19,7 +20,11 @@ class RequestContextFilter(logging.Filter):
 
 
 class JsonFormatter(_JsonFormatter):
-    """python-json-logger's formatter; drops empty context fields to keep lines short."""
+    """python-json-logger's formatter; ISO-8601 UTC times, empty context fields dropped."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        moment = datetime.fromtimestamp(record.created, tz=UTC)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def process_log_record(self, log_record: dict) -> dict:  # type: ignore[override]
         for key in ("request_id", "user_id"):

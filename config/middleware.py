@@ -1,4 +1,4 @@
-"""Request id, access log and body-size guard for every request."""
+"""Request id, access log, body-size guard and the API's last-resort error envelope."""
 
 from __future__ import annotations
 
@@ -10,16 +10,37 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.utils.functional import empty
 
-from config.errors import PayloadTooLarge, error_response
+from config.errors import InternalError, PayloadTooLarge, error_response, mark_logged, translate
 from config.request_context import request_id_var, user_id_var
 
 access_log = logging.getLogger("access")
+error_log = logging.getLogger("config.errors")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 def _new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def _user_id(request: HttpRequest) -> str | None:
+    """The authenticated user's id: from the JWT (set by the authenticator) or the session.
+
+    A session user is only read if something during the request already loaded
+    it, so the access log never costs a query of its own.
+    """
+    user_id = user_id_var.get()
+    if user_id is not None:
+        return user_id
+    user = getattr(request, "user", None)
+    if user is None or getattr(user, "_wrapped", None) is empty:
+        return None
+    return str(user.pk) if user.is_authenticated else None
 
 
 class RequestIdMiddleware:
@@ -46,7 +67,7 @@ class RequestIdMiddleware:
                     "path": request.path,
                     "status": response.status_code,
                     "duration_ms": duration_ms,
-                    "user_id": user_id_var.get(),
+                    "user_id": _user_id(request),
                 },
             )
             return response
@@ -60,6 +81,22 @@ class RequestIdMiddleware:
         except ValueError:
             length = 0
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        if limit is not None and length > limit and request.path.startswith("/api/"):
+        if limit is not None and length > limit and _is_api(request):
             return error_response(PayloadTooLarge(f"The request body exceeds {limit} bytes."))
         return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """An exception escaping a non-DRF view under /api/ still gets the envelope.
+
+        Also with DEBUG on, where Django would otherwise answer with its HTML
+        debug page. The full detail goes to the log, never into the body.
+        """
+        if not _is_api(request):
+            return None
+        error = translate(exception)
+        if error is not None:
+            return error_response(error)
+        error_log.error("unhandled error in API request", exc_info=exception)
+        response = error_response(InternalError())
+        mark_logged(response)
+        return response

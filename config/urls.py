@@ -1,8 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config import health
+from config import errors, health
 
 api_v1 = [
     path("", include("accounts.urls")),
@@ -16,6 +16,9 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # Any other /api/ path answers the 404 envelope, also with DEBUG on (where
+    # Django would render its HTML debug page instead of handler404).
+    re_path(r"^api/", errors.handler404),
     path("admin/", admin.site.urls),
     path("dashboard/", include("catalog.dashboard_urls", namespace="dashboard")),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
