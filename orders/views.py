@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.permissions import IsAuthenticated
@@ -13,6 +14,7 @@ from accounts.permissions import IsMerchant
 from config.schema import errors
 from config.throttling import PaymentsThrottle, UserThrottle
 from orders import selectors, services
+from orders.models import OrderStatus
 from orders.serializers import (
     OrderCreateSerializer,
     OrderSerializer,
@@ -36,6 +38,8 @@ class _PostThrottled:
 
 
 class OrderListCreateView(_PostThrottled, generics.ListAPIView):
+    """The buyer's orders; POST buys a product."""
+
     serializer_class = OrderSerializer
     permission_classes = (IsAuthenticated,)
     post_throttle_classes = (PaymentsThrottle,)
@@ -109,8 +113,10 @@ class MerchantSalesView(generics.ListAPIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("status", str, description="Only orders in this status."),
-            OpenApiParameter("since", str, description="ISO-8601: only orders created at or after it."),
+            OpenApiParameter("status", str, enum=OrderStatus.values, description="Only orders in this status."),
+            OpenApiParameter(
+                "since", OpenApiTypes.DATETIME, description="ISO-8601: only orders created at or after it."
+            ),
         ],
         responses={200: SaleSerializer(many=True), **errors(400, 401, 403)},
         tags=["merchant"],
@@ -121,6 +127,8 @@ class MerchantSalesView(generics.ListAPIView):
 
 
 class WebhookEndpointListCreateView(_PostThrottled, generics.ListAPIView):
+    """A merchant's webhook endpoints for order events (see docs/webhooks.md)."""
+
     serializer_class = WebhookEndpointSerializer
     permission_classes = (IsMerchant,)
     post_throttle_classes = (UserThrottle,)
