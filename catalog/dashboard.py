@@ -1,0 +1,287 @@
+"""The merchant dashboard: server-rendered pages on a session login, merchants only.
+
+Views are thin like the API's: a form validates, one service or selector does
+the work, and a ``DomainError`` becomes a form error instead of a page error.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, Sum
+from django.forms import Form
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from catalog import selectors, services
+from catalog.dashboard_forms import (
+    MerchantLoginForm,
+    ProductForm,
+    RefundForm,
+    WebhookEndpointForm,
+    WithdrawalForm,
+)
+from catalog.errors import ProductNotFound
+from config.errors import DomainError
+from orders import selectors as order_selectors
+from orders import services as order_services
+from orders.models import PAID_STATUSES, EventDelivery, Order, OrderStatus
+from payments import services as payment_services
+from payments.models import Refund
+from wallets import selectors as wallet_selectors
+from wallets import services as wallet_services
+
+View = Callable[..., HttpResponseBase]
+
+LOGIN_ATTEMPTS_PER_MINUTE = 20
+
+
+def merchant_required(view: View) -> View:
+    """Anonymous visitors go to the login page; signed-in non-merchants are refused (403)."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not getattr(request.user, "is_merchant", False):
+            raise PermissionDenied("The dashboard is for merchants.")
+        return view(request, *args, **kwargs)
+
+    return login_required(wrapper)
+
+
+def _form_error(form: Form, error: DomainError) -> None:
+    field = error.param if error.param in form.fields else None
+    form.add_error(field, error.message)
+
+
+def _currency() -> str:
+    return settings.PLATFORM_CURRENCY
+
+
+# --- session -------------------------------------------------------------------------------------
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "registration/login.html"
+    authentication_form = MerchantLoginForm
+    redirect_authenticated_user = False
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if _login_rate_exceeded(request):
+            form = self.get_form()
+            form.add_error(None, "Too many sign-in attempts; wait a minute and try again.")
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().post(request, *args, **kwargs)
+
+
+def _login_rate_exceeded(request: HttpRequest) -> bool:
+    """Slows password guessing: a fixed number of attempts per client address and minute."""
+    scale = settings.THROTTLE_SCALE
+    if scale <= 0:
+        return False
+    key = f"dashboard-login:{request.META.get('REMOTE_ADDR', '')}"
+    if cache.add(key, 1, timeout=60):
+        return False
+    try:
+        attempts = cache.incr(key)
+    except ValueError:
+        return False
+    return attempts > max(1, int(LOGIN_ATTEMPTS_PER_MINUTE * scale))
+
+
+class LogoutView(auth_views.LogoutView):
+    next_page = "dashboard:login"
+
+
+# --- overview ------------------------------------------------------------------------------------
+
+
+@merchant_required
+def home(request: HttpRequest) -> HttpResponse:
+    merchant = request.user
+    totals = Order.objects.filter(merchant=merchant, status__in=PAID_STATUSES).aggregate(
+        sales=Count("id"), gross=Sum("amount"), net=Sum("merchant_net"), refunded=Sum("payment__amount_refunded")
+    )
+    context = {
+        "wallet": wallet_selectors.wallet_summary(merchant),  # type: ignore[arg-type]
+        "totals": {key: value or 0 for key, value in totals.items()},
+        "recent": order_selectors.sales_of_merchant(merchant=merchant).select_related("product")[:10],  # type: ignore[arg-type]
+        "products_live": selectors.products_of_merchant(merchant).filter(deleted_at__isnull=True).count(),  # type: ignore[arg-type]
+        "currency": _currency(),
+    }
+    return render(request, "dashboard/home.html", context)
+
+
+# --- products ------------------------------------------------------------------------------------
+
+
+@merchant_required
+def products(request: HttpRequest) -> HttpResponse:
+    page = Paginator(selectors.products_of_merchant(request.user).order_by("-id"), 50).get_page(request.GET.get("page"))  # type: ignore[arg-type]
+    return render(request, "dashboard/products.html", {"page": page, "currency": _currency()})
+
+
+@merchant_required
+def product_create(request: HttpRequest) -> HttpResponse:
+    form = ProductForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            product = services.product_create(merchant=request.user, **form.cleaned_data)  # type: ignore[arg-type]
+        except DomainError as error:
+            _form_error(form, error)
+        else:
+            messages.success(request, f"Created {product.name} ({product.id}).")
+            return redirect("dashboard:products")
+    return render(request, "dashboard/product_form.html", {"form": form, "product": None})
+
+
+@merchant_required
+def product_edit(request: HttpRequest, product_id: str) -> HttpResponse:
+    try:
+        product = selectors.product_of_merchant_get(request.user, product_id)  # type: ignore[arg-type]
+    except ProductNotFound:
+        return render(request, "404.html", status=404)
+    if product.deleted_at is not None:
+        messages.error(request, "A deleted product cannot be edited.")
+        return redirect("dashboard:products")
+    initial = {field: getattr(product, field) for field in services.EDITABLE_FIELDS}
+    form = ProductForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.product_update(merchant=request.user, product_id=product.id, **form.cleaned_data)  # type: ignore[arg-type]
+        except DomainError as error:
+            _form_error(form, error)
+        else:
+            messages.success(request, f"Saved {product.id}.")
+            return redirect("dashboard:products")
+    return render(request, "dashboard/product_form.html", {"form": form, "product": product})
+
+
+@merchant_required
+@require_POST
+def product_delete(request: HttpRequest, product_id: str) -> HttpResponse:
+    try:
+        services.product_delete(merchant=request.user, product_id=product_id)  # type: ignore[arg-type]
+    except DomainError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Deleted {product_id}: hidden from the catalog, kept for its orders.")
+    return redirect("dashboard:products")
+
+
+# --- sales and refunds ---------------------------------------------------------------------------
+
+
+@merchant_required
+def sales(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status") or None
+    if status not in OrderStatus.values:
+        status = None
+    queryset = order_selectors.sales_of_merchant(merchant=request.user, status=status)  # type: ignore[arg-type]
+    page = Paginator(queryset.select_related("product", "payment").order_by("-id"), 50).get_page(
+        request.GET.get("page")
+    )
+    context = {"page": page, "status": status or "", "statuses": OrderStatus.choices, "currency": _currency()}
+    return render(request, "dashboard/sales.html", context)
+
+
+def _own_sale(request: HttpRequest, order_id: str) -> Order | None:
+    return (
+        order_selectors.sales_of_merchant(merchant=request.user)  # type: ignore[arg-type]
+        .select_related("product", "payment", "buyer")
+        .filter(pk=order_id)
+        .first()
+    )
+
+
+@merchant_required
+def sale_detail(request: HttpRequest, order_id: str) -> HttpResponse:
+    order = _own_sale(request, order_id)
+    if order is None:
+        return render(request, "404.html", status=404)
+    form = RefundForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            refund = payment_services.refund_create(
+                order_id=order.id,
+                amount=form.cleaned_data["amount"],
+                reason=form.cleaned_data["reason"],
+                requested_by=request.user,  # type: ignore[arg-type]
+            )
+        except DomainError as error:
+            _form_error(form, error)
+        else:
+            messages.success(request, f"Refund {refund.id}: {refund.status}.")
+            return redirect("dashboard:sale", order_id=order.id)
+    refunds = Refund.objects.filter(payment_id=order.payment_id).order_by("-id") if order.payment_id else []
+    context = {"order": order, "form": form, "refunds": refunds, "currency": order.currency}
+    return render(request, "dashboard/sale.html", context)
+
+
+# --- withdrawals ---------------------------------------------------------------------------------
+
+
+@merchant_required
+def withdrawals(request: HttpRequest) -> HttpResponse:
+    form = WithdrawalForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            withdrawal = wallet_services.withdrawal_request(user=request.user, amount=form.cleaned_data["amount"])  # type: ignore[arg-type]
+        except DomainError as error:
+            _form_error(form, error)
+        else:
+            messages.success(request, f"Withdrawal {withdrawal.id} requested; the amount is held until staff pay it.")
+            return redirect("dashboard:withdrawals")
+    context = {
+        "form": form,
+        "wallet": wallet_selectors.wallet_summary(request.user),  # type: ignore[arg-type]
+        "withdrawals": wallet_selectors.withdrawals_of(request.user).order_by("-id")[:100],  # type: ignore[arg-type]
+        "currency": _currency(),
+    }
+    return render(request, "dashboard/withdrawals.html", context)
+
+
+# --- order webhooks ------------------------------------------------------------------------------
+
+
+@merchant_required
+def webhooks(request: HttpRequest) -> HttpResponse:
+    form = WebhookEndpointForm(request.POST or None)
+    created = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            created = order_services.webhook_endpoint_create(merchant=request.user, url=form.cleaned_data["url"])  # type: ignore[arg-type]
+        except DomainError as error:
+            _form_error(form, error)
+        else:
+            form = WebhookEndpointForm()
+    context = {
+        "form": form,
+        "created": created,  # its secret is shown this once
+        "endpoints": order_selectors.webhook_endpoints_of(merchant=request.user),  # type: ignore[arg-type]
+        "deliveries": EventDelivery.objects.filter(endpoint__merchant=request.user)
+        .select_related("event", "endpoint")
+        .order_by("-id")[:25],
+    }
+    return render(request, "dashboard/webhooks.html", context)
+
+
+@merchant_required
+@require_POST
+def webhook_delete(request: HttpRequest, endpoint_id: str) -> HttpResponse:
+    try:
+        order_services.webhook_endpoint_delete(merchant=request.user, endpoint_id=endpoint_id)  # type: ignore[arg-type]
+    except DomainError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, "Endpoint removed; it receives no more events.")
+    return redirect("dashboard:webhooks")
