@@ -23,6 +23,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.models import User
 from catalog import selectors, services
 from catalog.dashboard_forms import (
     MerchantLoginForm,
@@ -61,6 +62,13 @@ def merchant_required(view: View) -> View:
 def _form_error(form: Form, error: DomainError) -> None:
     field = error.param if error.param in form.fields else None
     form.add_error(field, error.message)
+
+
+def _merchant(request: HttpRequest) -> User:
+    """The signed-in merchant (views run behind ``merchant_required``)."""
+    user = request.user
+    assert isinstance(user, User)
+    return user
 
 
 def _currency() -> str:
@@ -107,15 +115,15 @@ class LogoutView(auth_views.LogoutView):
 
 @merchant_required
 def home(request: HttpRequest) -> HttpResponse:
-    merchant = request.user
+    merchant = _merchant(request)
     totals = Order.objects.filter(merchant=merchant, status__in=PAID_STATUSES).aggregate(
         sales=Count("id"), gross=Sum("amount"), net=Sum("merchant_net"), refunded=Sum("payment__amount_refunded")
     )
     context = {
-        "wallet": wallet_selectors.wallet_summary(merchant),  # type: ignore[arg-type]
+        "wallet": wallet_selectors.wallet_summary(merchant),
         "totals": {key: value or 0 for key, value in totals.items()},
-        "recent": order_selectors.sales_of_merchant(merchant=merchant).select_related("product")[:10],  # type: ignore[arg-type]
-        "products_live": selectors.products_of_merchant(merchant).filter(deleted_at__isnull=True).count(),  # type: ignore[arg-type]
+        "recent": order_selectors.sales_of_merchant(merchant=merchant).select_related("product")[:10],
+        "products_live": selectors.products_of_merchant(merchant).filter(deleted_at__isnull=True).count(),
         "currency": _currency(),
     }
     return render(request, "dashboard/home.html", context)
@@ -126,7 +134,8 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @merchant_required
 def products(request: HttpRequest) -> HttpResponse:
-    page = Paginator(selectors.products_of_merchant(request.user).order_by("-id"), 50).get_page(request.GET.get("page"))  # type: ignore[arg-type]
+    own = selectors.products_of_merchant(_merchant(request)).order_by("-id")
+    page = Paginator(own, 50).get_page(request.GET.get("page"))
     return render(request, "dashboard/products.html", {"page": page, "currency": _currency()})
 
 
@@ -135,7 +144,7 @@ def product_create(request: HttpRequest) -> HttpResponse:
     form = ProductForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            product = services.product_create(merchant=request.user, **form.cleaned_data)  # type: ignore[arg-type]
+            product = services.product_create(merchant=_merchant(request), **form.cleaned_data)
         except DomainError as error:
             _form_error(form, error)
         else:
@@ -147,7 +156,7 @@ def product_create(request: HttpRequest) -> HttpResponse:
 @merchant_required
 def product_edit(request: HttpRequest, product_id: str) -> HttpResponse:
     try:
-        product = selectors.product_of_merchant_get(request.user, product_id)  # type: ignore[arg-type]
+        product = selectors.product_of_merchant_get(_merchant(request), product_id)
     except ProductNotFound:
         return render(request, "404.html", status=404)
     if product.deleted_at is not None:
@@ -157,7 +166,7 @@ def product_edit(request: HttpRequest, product_id: str) -> HttpResponse:
     form = ProductForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            services.product_update(merchant=request.user, product_id=product.id, **form.cleaned_data)  # type: ignore[arg-type]
+            services.product_update(merchant=_merchant(request), product_id=product.id, **form.cleaned_data)
         except DomainError as error:
             _form_error(form, error)
         else:
@@ -170,7 +179,7 @@ def product_edit(request: HttpRequest, product_id: str) -> HttpResponse:
 @require_POST
 def product_delete(request: HttpRequest, product_id: str) -> HttpResponse:
     try:
-        services.product_delete(merchant=request.user, product_id=product_id)  # type: ignore[arg-type]
+        services.product_delete(merchant=_merchant(request), product_id=product_id)
     except DomainError as error:
         messages.error(request, error.message)
     else:
@@ -186,7 +195,7 @@ def sales(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status") or None
     if status not in OrderStatus.values:
         status = None
-    queryset = order_selectors.sales_of_merchant(merchant=request.user, status=status)  # type: ignore[arg-type]
+    queryset = order_selectors.sales_of_merchant(merchant=_merchant(request), status=status)
     page = Paginator(queryset.select_related("product", "payment").order_by("-id"), 50).get_page(
         request.GET.get("page")
     )
@@ -196,7 +205,7 @@ def sales(request: HttpRequest) -> HttpResponse:
 
 def _own_sale(request: HttpRequest, order_id: str) -> Order | None:
     return (
-        order_selectors.sales_of_merchant(merchant=request.user)  # type: ignore[arg-type]
+        order_selectors.sales_of_merchant(merchant=_merchant(request))
         .select_related("product", "payment", "buyer")
         .filter(pk=order_id)
         .first()
@@ -215,7 +224,7 @@ def sale_detail(request: HttpRequest, order_id: str) -> HttpResponse:
                 order_id=order.id,
                 amount=form.cleaned_data["amount"],
                 reason=form.cleaned_data["reason"],
-                requested_by=request.user,  # type: ignore[arg-type]
+                requested_by=_merchant(request),
             )
         except DomainError as error:
             _form_error(form, error)
@@ -235,7 +244,7 @@ def withdrawals(request: HttpRequest) -> HttpResponse:
     form = WithdrawalForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            withdrawal = wallet_services.withdrawal_request(user=request.user, amount=form.cleaned_data["amount"])  # type: ignore[arg-type]
+            withdrawal = wallet_services.withdrawal_request(user=_merchant(request), amount=form.cleaned_data["amount"])
         except DomainError as error:
             _form_error(form, error)
         else:
@@ -243,8 +252,8 @@ def withdrawals(request: HttpRequest) -> HttpResponse:
             return redirect("dashboard:withdrawals")
     context = {
         "form": form,
-        "wallet": wallet_selectors.wallet_summary(request.user),  # type: ignore[arg-type]
-        "withdrawals": wallet_selectors.withdrawals_of(request.user).order_by("-id")[:100],  # type: ignore[arg-type]
+        "wallet": wallet_selectors.wallet_summary(_merchant(request)),
+        "withdrawals": wallet_selectors.withdrawals_of(_merchant(request)).order_by("-id")[:100],
         "currency": _currency(),
     }
     return render(request, "dashboard/withdrawals.html", context)
@@ -259,7 +268,7 @@ def webhooks(request: HttpRequest) -> HttpResponse:
     created = None
     if request.method == "POST" and form.is_valid():
         try:
-            created = order_services.webhook_endpoint_create(merchant=request.user, url=form.cleaned_data["url"])  # type: ignore[arg-type]
+            created = order_services.webhook_endpoint_create(merchant=_merchant(request), url=form.cleaned_data["url"])
         except DomainError as error:
             _form_error(form, error)
         else:
@@ -267,8 +276,8 @@ def webhooks(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "created": created,  # its secret is shown this once
-        "endpoints": order_selectors.webhook_endpoints_of(merchant=request.user),  # type: ignore[arg-type]
-        "deliveries": EventDelivery.objects.filter(endpoint__merchant=request.user)
+        "endpoints": order_selectors.webhook_endpoints_of(merchant=_merchant(request)),
+        "deliveries": EventDelivery.objects.filter(endpoint__merchant=_merchant(request))
         .select_related("event", "endpoint")
         .order_by("-id")[:25],
     }
@@ -279,7 +288,7 @@ def webhooks(request: HttpRequest) -> HttpResponse:
 @require_POST
 def webhook_delete(request: HttpRequest, endpoint_id: str) -> HttpResponse:
     try:
-        order_services.webhook_endpoint_delete(merchant=request.user, endpoint_id=endpoint_id)  # type: ignore[arg-type]
+        order_services.webhook_endpoint_delete(merchant=_merchant(request), endpoint_id=endpoint_id)
     except DomainError as error:
         messages.error(request, error.message)
     else:
