@@ -17,7 +17,7 @@ $(STAMP): requirements.lock
 install: $(STAMP)
 
 demo: install
-	@bash scripts/demo.sh
+	@WEB_PORT=$(WEB_PORT) STRIPE_PORT=$(PORT) bash scripts/demo.sh
 
 test: install
 	@bash scripts/test.sh $(ARGS)
