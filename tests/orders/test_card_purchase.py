@@ -190,3 +190,34 @@ def test_payment_failed_when_order_pending_then_failed_and_idempotent(customer, 
         services.order_on_payment_changed(order=order, payment=payment)
     assert Order.objects.get(pk=order.pk).status == "failed"
     assert _stock(product) == 5
+
+
+def test_card_purchase_when_card_needs_authentication_then_pending_with_client_secret(
+    fake_stripe, customer, customer_api, product
+):
+    fake_stripe.attach_card(customer, number="4000002500003155")
+
+    response = buy(customer_api, product.pk, payment_method="card")
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "pending"
+    assert body["client_secret"]
+    assert body["fulfillment"] is None
+    assert _stock(product) == 4
+    assert customer_api.get(f"/api/v1/orders/{body['id']}").json()["client_secret"] == body["client_secret"]
+
+
+def test_order_cancel_when_card_awaits_authentication_then_canceled_and_stock_back(
+    fake_stripe, customer, customer_api, product
+):
+    fake_stripe.attach_card(customer, number="4000002500003155")
+    order_id = buy(customer_api, product.pk, payment_method="card", quantity=2).json()["id"]
+    assert _stock(product) == 3
+
+    response = customer_api.post(f"/api/v1/orders/{order_id}/cancel")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "canceled"
+    assert response.json()["client_secret"] is None
+    assert _stock(product) == 5

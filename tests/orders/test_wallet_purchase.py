@@ -198,3 +198,19 @@ def test_wallet_purchase_when_other_buyers_then_each_pays_from_own_wallet(produc
     assert [_balance(w) for w in wallets] == [0, 0, 0]
     product.refresh_from_db()
     assert product.stock == 2
+
+
+def test_wallet_purchase_when_idempotency_key_repeated_then_bought_once(customer, customer_api, product):
+    wallet = fund(customer, 5000)
+    body = {"product": product.pk, "payment_method": "wallet"}
+
+    first = customer_api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="buy-1")
+    again = customer_api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="buy-1")
+
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert Order.objects.count() == 1
+    assert _balance(wallet) == 4000
+    other = customer_api.post("/api/v1/orders", {**body, "quantity": 2}, format="json", HTTP_IDEMPOTENCY_KEY="buy-1")
+    assert_error(other, 422, "idempotency_key_reused")
