@@ -16,6 +16,9 @@ from typing import Any
 import psycopg
 
 from bench.load import Record
+from bench.stack import cpu_by_pid
+
+STATEMENTS_PER_PURCHASE = 9  # BEGIN, 3 UPDATE, 4 INSERT, COMMIT
 
 SCHEMA = "bench_baseline"
 
@@ -90,9 +93,10 @@ def _purchase(conn: psycopg.Connection[Any], buyer: str, key: str) -> bool:
     return True
 
 
-def run(db_url: str, *, clients: int, duration: float, max_requests: int) -> tuple[list[Record], float, int]:
-    """Runs ``clients`` threads, one connection each; returns (records, wall, statements per purchase)."""
+def run(db_url: str, *, clients: int, duration: float, max_requests: int) -> tuple[list[Record], float, float]:
+    """Runs ``clients`` threads, one connection each; returns (records, wall, CPU seconds of their backends)."""
     records: list[Record] = []
+    backend_cpu: list[float] = []
     lock = threading.Lock()
     issued = 0
     start = threading.Barrier(clients + 1)
@@ -102,26 +106,37 @@ def run(db_url: str, *, clients: int, duration: float, max_requests: int) -> tup
         nonlocal issued
         buyer = f"acc_b{index}"
         with psycopg.connect(db_url, autocommit=True) as conn:
-            start.wait()
-            seq = 0
-            while True:
+            backend = conn.info.backend_pid
+            before = cpu_by_pid([backend]).get(backend, 0.0)
+            try:
+                _client_loop(conn, index, buyer)
+            finally:
+                after = cpu_by_pid([backend]).get(backend, before)
                 with lock:
-                    if issued >= max_requests:
-                        return
-                    issued += 1
-                now = time.perf_counter()
-                if now - t0 >= duration:
+                    backend_cpu.append(after - before)
+
+    def _client_loop(conn: psycopg.Connection[Any], index: int, buyer: str) -> None:
+        nonlocal issued
+        start.wait()
+        seq = 0
+        while True:
+            with lock:
+                if issued >= max_requests:
                     return
-                seq += 1
-                status = 201
-                try:
-                    if not _purchase(conn, buyer, f"c{index}-{seq}"):
-                        status = 409
-                except psycopg.Error:
-                    status = 500
-                ended = time.perf_counter()
-                with lock:
-                    records.append(Record(ended - t0, ended - now, status, 9))
+                issued += 1
+            now = time.perf_counter()
+            if now - t0 >= duration:
+                return
+            seq += 1
+            status = 201
+            try:
+                if not _purchase(conn, buyer, f"c{index}-{seq}"):
+                    status = 409
+            except psycopg.Error:
+                status = 500
+            ended = time.perf_counter()
+            with lock:
+                records.append(Record(ended - t0, ended - now, status, 9))
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
     for thread in threads:
@@ -132,7 +147,7 @@ def run(db_url: str, *, clients: int, duration: float, max_requests: int) -> tup
     for thread in threads:
         thread.join(duration + 60)
     wall = max((r.ended for r in records), default=0.0)
-    return records, wall, 9
+    return records, wall, sum(backend_cpu)
 
 
 def check(db_url: str, stock: int, sold: int) -> list[str]:

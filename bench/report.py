@@ -82,16 +82,19 @@ def table(results: dict[str, Any]) -> str:
         "sql/req",
         "ratio",
         "target",
+        "cpu ms/req",
+        "cpu-bound/s",
     )
     rows = [header]
     for name, fig in results["scenarios"].items():
         if fig.get("status") == "missing":
-            rows.append((name, "missing", "", "", "", "", "", "", "", "", fig.get("reason", "")[:60]))
+            rows.append((name, "missing", "", "", "", "", "", "", "", "", fig.get("reason", "")[:60], "", ""))
             continue
         lat = fig.get("latency_ms", {})
         errors = ",".join(f"{k}x{v}" for k, v in fig.get("errors_by_status", {}).items()) or "0"
         ratio = fig.get("ratio_to_baseline")
         target = fig.get("target", {})
+        cpu = fig.get("cpu", {})
         rows.append(
             (
                 name,
@@ -105,6 +108,8 @@ def table(results: dict[str, Any]) -> str:
                 _fmt(fig.get("sql_queries_per_request")),
                 _fmt(ratio),
                 ("met" if target.get("met") else "NOT met") if target else "",
+                _fmt(cpu.get("total_cpu_ms_per_request")),
+                _fmt(cpu.get("cpu_bound_ceiling_per_s")),
             )
         )
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]

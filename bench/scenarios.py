@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,12 +40,39 @@ class Bench:
     def figures(self, name: str) -> dict[str, Any]:
         return self.results["scenarios"].get(name, {})
 
+    def meter(self, groups: dict[str, list[int]]) -> CpuMeter:
+        return CpuMeter(groups, admin_url=self.stack.admin_url, db_name=self.stack.db_name)
+
     def load(
         self, requests: list[Req], *, concurrency: int, duration: float, **kwargs: Any
     ) -> tuple[LoadResult, dict[str, float]]:
-        meter = CpuMeter(self.stack.server_pids())
+        meter = self.meter({"server": self.stack.server_pids(), "celery": self.stack.pids("celery")})
         result = run_load(self.stack.base_url, requests, concurrency=concurrency, duration=duration, **kwargs)
-        return result, meter.stop()
+        cpu = meter.stop()
+        cpu["generator_cpu_seconds"] = round(result.worker_cpu, 2)
+        return result, per_request(cpu, len(result.records))
+
+
+def per_request(cpu: dict[str, float], requests: int) -> dict[str, float]:
+    """CPU milliseconds per request of each part, and the rate they allow on this machine's cores alone.
+
+    On a machine shared with other work the measured rate says little; CPU per request does not
+    depend on the neighbours, so ``cpu_bound_ceiling_per_s`` (cores / CPU per request, PostgreSQL
+    included) tells what these cores could do if the bench had them to itself.
+    """
+    if not requests:
+        return cpu
+    total_ms = 0.0
+    for part in ("server", "celery", "postgres", "generator"):
+        seconds = cpu.get(f"{part}_cpu_seconds")
+        if seconds is not None:
+            ms = round(1000 * seconds / requests, 3)
+            cpu[f"{part}_cpu_ms_per_request"] = ms
+            total_ms += ms
+    cpu["total_cpu_ms_per_request"] = round(total_ms, 3)
+    cores = os.cpu_count() or 1
+    cpu["cpu_bound_ceiling_per_s"] = round(cores * 1000 / total_ms, 1) if total_ms else None  # type: ignore[assignment]
+    return cpu
 
 
 def _has_route(path: str) -> bool:
@@ -92,14 +120,16 @@ def baseline_sql_hot_row(bench: Bench) -> dict[str, Any]:
     clients = 8
     stock = 10_000_000
     baseline_sql.prepare(bench.stack.db_url, clients, stock)
-    meter = CpuMeter([])
-    records, wall, statements = baseline_sql.run(
+    meter = CpuMeter({"generator": [os.getpid()]})
+    records, wall, backend_cpu = baseline_sql.run(
         bench.stack.db_url, clients=clients, duration=bench.seconds(10), max_requests=10**9
     )
     cpu = meter.stop()
+    cpu["postgres_cpu_seconds"] = round(backend_cpu, 2)
+    cpu = per_request(cpu, len(records))
     figures = summarize(records, wall)
     figures["clients"] = clients
-    figures["sql_queries_per_request"] = statements
+    figures["sql_queries_per_request"] = baseline_sql.STATEMENTS_PER_PURCHASE
     figures["cpu"] = cpu
     sold = sum(1 for r in records if r.status == 201)
     bench.problems.extend(baseline_sql.check(bench.stack.db_url, stock, sold))

@@ -249,11 +249,15 @@ class Stack:
             [PYTHON, "manage.py", *args], cwd=ROOT, env=self.env(), capture_output=True, timeout=timeout, check=False
         )
 
-    def server_pids(self) -> list[int]:
-        proc = self.procs.get("gunicorn")
+    def pids(self, name: str) -> list[int]:
+        """A started process and its children (gunicorn's or Celery's workers)."""
+        proc = self.procs.get(name)
         if proc is None:
             return []
         return [proc.pid, *_children(proc.pid)]
+
+    def server_pids(self) -> list[int]:
+        return self.pids("gunicorn")
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -343,22 +347,40 @@ def machine_busy() -> tuple[float, float]:
 
 
 class CpuMeter:
-    """CPU used by the server, PostgreSQL and the whole machine over a window."""
+    """CPU seconds used by groups of processes (server, Celery, PostgreSQL) and the whole machine over a window.
 
-    def __init__(self, server_pids: list[int]) -> None:
-        self.server_pids = server_pids
-        self.pg_pids = postgres_pids()
+    PostgreSQL's figure counts only the backends connected to the bench database when the window
+    ends (one started during the window counts whole), not those serving other work on the machine.
+    """
+
+    def __init__(self, groups: dict[str, list[int]], *, admin_url: str = "", db_name: str = "") -> None:
+        self.groups = groups
+        self.admin_url = admin_url
+        self.db_name = db_name
         self.t0 = time.perf_counter()
-        self.server0 = cpu_by_pid(server_pids)
-        self.pg0 = cpu_by_pid(self.pg_pids)
+        self.before = {name: cpu_by_pid(pids) for name, pids in self.groups.items()}
+        self.pg_before = cpu_by_pid(postgres_pids()) if admin_url else {}
         self.busy0, self.total0 = machine_busy()
+
+    def _postgres_seconds(self) -> float:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            ours = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [self.db_name]
+                )
+            ]
+        after = cpu_by_pid(ours)
+        return sum(seconds - self.pg_before.get(pid, 0.0) for pid, seconds in after.items())
 
     def stop(self) -> dict[str, float]:
         wall = time.perf_counter() - self.t0 or 1e-9
         busy1, total1 = machine_busy()
-        # Backends started or ended during the window are not counted: ours are few (persistent connections).
-        return {
-            "server_cores": round(_delta(self.server0, cpu_by_pid(self.server_pids)) / wall, 2),
-            "postgres_cores": round(_delta(self.pg0, cpu_by_pid(self.pg_pids)) / wall, 2),
-            "machine_busy_pct": round(100 * (busy1 - self.busy0) / max(1, total1 - self.total0), 1),
-        }
+        figures: dict[str, float] = {"wall_seconds": round(wall, 2)}
+        for name, pids in self.groups.items():
+            # Processes started or ended during the window are not counted: ours are long-lived.
+            figures[f"{name}_cpu_seconds"] = round(_delta(self.before[name], cpu_by_pid(pids)), 2)
+        if self.admin_url:
+            figures["postgres_cpu_seconds"] = round(self._postgres_seconds(), 2)
+        figures["machine_busy_pct"] = round(100 * (busy1 - self.busy0) / max(1, total1 - self.total0), 1)
+        return figures
