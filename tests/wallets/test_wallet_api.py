@@ -84,8 +84,8 @@ def test_transactions_when_limit_above_max_then_capped_at_100(customer_api, cust
     assert len(body["results"]) == 3
 
 
-def test_transactions_when_bad_cursor_then_404(customer_api):
-    assert_error(customer_api.get("/api/v1/wallet/transactions?cursor=garbage"), 404, "not_found")
+def test_transactions_when_bad_cursor_then_400(customer_api):
+    assert_error(customer_api.get("/api/v1/wallet/transactions?cursor=garbage"), 400, "validation_error", "cursor")
 
 
 def test_transactions_when_page_grows_then_query_count_constant(customer_api, customer):
