@@ -17,6 +17,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from rest_framework import exceptions as drf_exceptions
+from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
@@ -248,6 +249,9 @@ def translate(exc: Exception) -> DomainError | None:
         return AuthenticationFailed(str(exc.detail))
     if isinstance(exc, (drf_exceptions.PermissionDenied, DjangoPermissionDenied)):
         return PermissionDeniedError()
+    if isinstance(exc, drf_exceptions.NotFound) and str(exc.detail) == str(CursorPagination.invalid_cursor_message):
+        # DRF answers an unreadable ?cursor= 404; it is a malformed parameter.
+        return ValidationFailed("Invalid cursor.", param="cursor")
     if isinstance(exc, (drf_exceptions.NotFound, Http404)):
         return NotFound()
     if isinstance(exc, drf_exceptions.MethodNotAllowed):

@@ -1,7 +1,7 @@
 """Schema fuzzing: schemathesis against the live OpenAPI document, as a customer and as a merchant.
 
 Every operation gets a bounded number of generated requests (``FUZZ_EXAMPLES``
-valid ones, default 12, and two thirds as many invalid ones). A 5xx, an
+valid ones, default 10, and two thirds as many invalid ones). A 5xx, an
 undocumented status code or content type, or a response body that breaks its
 documented schema is a failure.
 """
@@ -16,6 +16,7 @@ import schemathesis
 import yaml
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -25,16 +26,21 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from config.wsgi import application
+from tests.api.helpers import fund
 from tests.conftest import client_for
 from tests.factories import CustomerFactory, MerchantFactory, ProductFactory
 
-POSITIVE_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
+POSITIVE_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
 NEGATIVE_EXAMPLES = max(1, POSITIVE_EXAMPLES * 2 // 3)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
-# Findings in other engineers' code, kept visible until fixed: {operation label: reason}.
+# Findings in other engineers' code, kept visible until fixed: {(role, operation label): reason}.
 # A listed operation must still fail (strict); an unlisted one must pass.
-KNOWN_BUGS: dict[str, str] = {}
+_CURSOR_400 = "list answers 400 validation_error (param cursor) to an unreadable ?cursor= but does not document 400"
+KNOWN_BUGS: dict[tuple[str, str], str] = {
+    ("merchant", "GET /api/v1/merchant/products"): f"catalog MerchantProductListView: {_CURSOR_400}",
+    ("merchant", "GET /api/v1/merchant/webhooks"): f"orders WebhookEndpointListCreateView.get: {_CURSOR_400}",
+}
 
 
 def _xfail_if_schema_generation_crashes_in_catalog() -> None:
@@ -52,8 +58,22 @@ def _xfail_if_schema_generation_crashes_in_catalog() -> None:
 
 @pytest.fixture
 def api_schema(db):
+    """The live document, loaded through the WSGI app the fuzzed requests go to.
+
+    Like Django's test client, the connection-closing request signals are
+    disconnected meanwhile: they would close the test's transaction.
+    """
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
     _xfail_if_schema_generation_crashes_in_catalog()
-    return schemathesis.openapi.from_wsgi("/api/schema/", application)
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield schemathesis.openapi.from_wsgi("/api/schema/", application)
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
 
 
 def _fuzz(operation, headers: dict[str, str], mode: GenerationMode, examples: int) -> None:
@@ -70,15 +90,23 @@ def _fuzz(operation, headers: dict[str, str], mode: GenerationMode, examples: in
         response = case.call()
         case.validate_response(response, checks=CHECKS)
 
-    run()
+    try:
+        run()
+    except Unsatisfiable:
+        # Nothing in this operation can be made invalid (no body, free-form strings only).
+        if mode is GenerationMode.POSITIVE:
+            raise
 
 
 @pytest.mark.slow
 @pytest.mark.django_db
 @pytest.mark.parametrize("role", ["customer", "merchant"])
-def test_every_operation_when_fuzzed_then_no_5xx_and_responses_match_schema(api_schema, role):
+def test_every_operation_when_fuzzed_then_no_5xx_and_responses_match_schema(api_schema, fake_stripe, role):
     user = CustomerFactory() if role == "customer" else MerchantFactory()
     ProductFactory(merchant=user if role == "merchant" else MerchantFactory())
+    fund(user, 100_000)
+    if role == "customer":
+        fake_stripe.attach_card(user)
     headers = {"Authorization": client_for(user)._credentials["HTTP_AUTHORIZATION"]}
 
     failures: dict[str, str] = {}
@@ -89,13 +117,14 @@ def test_every_operation_when_fuzzed_then_no_5xx_and_responses_match_schema(api_
         try:
             _fuzz(operation, headers, GenerationMode.POSITIVE, POSITIVE_EXAMPLES)
             _fuzz(operation, headers, GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES)
-        except Exception as exc:  # one failing operation must not hide the others
+        except (Exception, BaseExceptionGroup) as exc:  # one failing operation must not hide the others
             failures[operation.label] = f"{type(exc).__name__}: {str(exc)[:1500]}"
 
     assert len(labels) >= 6
-    unexpected = {label: text for label, text in failures.items() if label not in KNOWN_BUGS}
+    known = {label for (who, label) in KNOWN_BUGS if who == role}
+    unexpected = {label: text for label, text in failures.items() if label not in known}
     assert not unexpected, "\n\n".join(f"{label}\n{text}" for label, text in unexpected.items())
-    fixed = [label for label in KNOWN_BUGS if label in labels and label not in failures]
+    fixed = [label for label in known if label in labels and label not in failures]
     assert not fixed, f"fixed now, remove from KNOWN_BUGS: {fixed}"
 
 
