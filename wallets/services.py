@@ -20,9 +20,9 @@ from django.utils import timezone
 
 from accounts.services import audit_record
 from config.db import retry_on_contention
-from config.errors import InsufficientFunds, NotFound, ValidationFailed
+from config.errors import InsufficientFunds, NotFound, PaymentMethodInvalid, ValidationFailed
 from config.ids import new_id
-from payments.models import PaymentStatus
+from payments.models import Payment, PaymentStatus
 from wallets.errors import AmountOutsideLimits, WithdrawalNotPending
 from wallets.locks import lock_accounts, lock_deposit, lock_withdrawal
 from wallets.models import (
@@ -41,7 +41,6 @@ from wallets.models import (
 
 if TYPE_CHECKING:
     from accounts.models import User
-    from payments.models import Payment
 
 
 class LedgerError(Exception):
@@ -305,8 +304,23 @@ def deposit_create(*, user: User, amount: int, payment_method_id: str) -> Deposi
             updated_at=now,
         )
         deposit.save(force_insert=True)
-    card_payment_confirm(payment_id=payment.id, payment_method_id=payment_method_id)
+    try:
+        card_payment_confirm(payment_id=payment.id, payment_method_id=payment_method_id)
+    except PaymentMethodInvalid:
+        _deposit_abandon_uncharged(payment.id)
+        raise
     return Deposit.objects.select_related("payment").get(pk=deposit.pk)
+
+
+def _deposit_abandon_uncharged(payment_id: str) -> None:
+    """A card refused before it reached Stripe leaves nothing to wait for: the deposit ends canceled."""
+    from payments.services import card_payment_cancel
+
+    untouched = Payment.objects.filter(
+        pk=payment_id, status=PaymentStatus.REQUIRES_PAYMENT_METHOD, stripe_payment_intent_id__isnull=True
+    ).exists()
+    if untouched:
+        card_payment_cancel(payment_id=payment_id)  # no intent: recorded locally, no Stripe call
 
 
 def deposit_on_payment_changed(*, payment: Payment) -> None:

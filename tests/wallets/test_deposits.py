@@ -233,3 +233,18 @@ def test_deposit_when_repeated_with_idempotency_key_then_charged_and_credited_on
     assert again.json() == first.json() and again["Idempotent-Replayed"] == "true"
     assert len(card.calls) == 1 and Deposit.objects.count() == 1
     assert customer_api.get("/api/v1/wallet").json()["balance"] == 1_500
+
+
+def test_deposit_when_card_not_usable_before_charge_then_400_and_deposit_canceled(customer_api, monkeypatch):
+    from config.errors import PaymentMethodInvalid
+
+    def refuse(*, payment_id, payment_method_id):
+        raise PaymentMethodInvalid("This card is not yours.", param="payment_method")
+
+    monkeypatch.setattr("payments.services.card_payment_confirm", refuse, raising=False)
+    response = customer_api.post(URL, {"amount": 1_000, "payment_method": "pm_someone_elses"}, format="json")
+    assert_error(response, 400, "payment_method_invalid", "payment_method")
+    deposit = Deposit.objects.get()
+    assert deposit.status == "canceled"
+    assert Payment.objects.get(pk=deposit.payment_id).status == "canceled"
+    assert customer_api.get(f"{URL}/{deposit.pk}").json()["status"] == "canceled"

@@ -51,4 +51,5 @@ def test_deposit_when_declined_then_402_deposit_failed_and_wallet_untouched(fake
 def test_deposit_when_payment_method_unknown_then_400_payment_method_invalid(fake_stripe, customer_api):
     response = customer_api.post(URL, {"amount": 1_200, "payment_method": "pm_nope"}, format="json")
     assert_error(response, 400, "payment_method_invalid")
+    assert Deposit.objects.get().status == "canceled"  # nothing will ever come of it
     assert customer_api.get("/api/v1/wallet").json()["balance"] == 0
