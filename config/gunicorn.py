@@ -1,0 +1,35 @@
+"""gunicorn settings for production: ``gunicorn -c config/gunicorn.py config.wsgi``.
+
+Sized for a 2-core machine: one process per core plus one, each with a few
+threads, since requests spend much of their time waiting on PostgreSQL and
+Stripe. Every value can be overridden from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+
+_cores = os.cpu_count() or 1
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")  # inside the container; publish it on the host as needed
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", _cores + 1))
+threads = int(os.environ.get("GUNICORN_THREADS", 4))
+# Above Stripe's 10 s timeout with its retries, below what a load balancer waits.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", 45))
+graceful_timeout = 20
+keepalive = 5
+# Recycle workers now and then so a slow leak never grows without bound.
+max_requests = 2000
+max_requests_jitter = 200
+# Heartbeat files in memory, not on the container's overlay filesystem.
+_SHM = "/dev/shm"  # noqa: S108 - gunicorn's own advice for containers; the files hold no data
+worker_tmp_dir = _SHM if os.path.isdir(_SHM) else None  # noqa: PTH112
+# The platform logs one JSON access line per request itself (config.middleware).
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# Trust X-Forwarded-* only from the proxy in front (comma-separated addresses).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# No control socket under ~/.gunicorn (gunicorn >= 25 creates one by default).
+control_socket_disable = True
