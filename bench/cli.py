@@ -22,7 +22,8 @@ from bench.report import table, write_json
 from bench.stack import ROOT, Stack
 
 FULL_BUDGET_S = 570
-QUICK_BUDGET_S = 115
+QUICK_BUDGET_S = 300  # a hard stop; the 2-minute target is reported, not enforced
+QUICK_TARGET_S = 120
 
 ORDER = (
     "baseline_sql_hot_row",
@@ -233,6 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     results["problems"] = problems
     results["passed"] = not problems
     results["total_seconds"] = round(time.perf_counter() - run_started, 1)
+    once = results.get("setup", {}).get("prepare_database_s", 0)
+    limit = QUICK_TARGET_S if args.quick else 600
+    results["duration_target"] = {
+        "seconds_max": limit,
+        "seconds_without_template_build": round(results["total_seconds"] - once, 1),
+        "met": results["total_seconds"] - once < limit,
+    }
     write_json(output, results)
     print()
     print(table(results))
