@@ -113,3 +113,74 @@ def test_wallets_when_many_threads_deposit_and_withdraw_then_no_update_lost(monk
     assert Withdrawal.objects.count() > 0 and Deposit.objects.count() > 0
     code, out = verify()
     assert code == 0, out
+
+
+def _run_threads(count: int, target) -> list[BaseException]:
+    start = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def wrapped(index: int) -> None:
+        try:
+            start.wait()
+            target(index)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=wrapped, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a worker hung (deadlock?)"
+    return errors
+
+
+def test_withdrawals_when_many_requests_race_for_one_balance_then_never_overdrawn():
+    from tests.conftest import client_for
+
+    customer = CustomerFactory()
+    fund(customer, 10_000)
+    statuses: list[int] = []
+
+    def withdraw(_: int) -> None:
+        response = client_for(customer).post("/api/v1/wallet/withdrawals", {"amount": 1_000}, format="json")
+        statuses.append(response.status_code)
+
+    assert not _run_threads(16, withdraw)
+    assert sorted(statuses) == [201] * 10 + [402] * 6
+    account = Account.objects.get(owner=customer)
+    assert (account.balance, account.held) == (0, 10_000)
+    assert Withdrawal.objects.filter(status="pending").count() == 10
+    code, out = verify()
+    assert code == 0, out
+
+
+def test_withdrawal_when_staff_decide_it_at_once_then_exactly_one_decision():
+    customer = CustomerFactory()
+    fund(customer, 5_000)
+    withdrawal = withdrawal_request(user=customer, amount=2_000)
+    outcomes: list[str] = []
+
+    def decide(index: int) -> None:
+        try:
+            if index % 2:
+                withdrawal_approve(withdrawal_id=withdrawal.pk, actor=None)
+                outcomes.append("paid")
+            else:
+                withdrawal_reject(withdrawal_id=withdrawal.pk, actor=None, reason="race")
+                outcomes.append("rejected")
+        except InvalidStatus:
+            outcomes.append("refused")
+
+    assert not _run_threads(10, decide)
+    assert outcomes.count("refused") == 9
+    withdrawal.refresh_from_db()
+    assert [o for o in outcomes if o != "refused"] == [withdrawal.status]
+    assert Entry.objects.filter(reference=withdrawal.pk).count() == 2
+    account = Account.objects.get(owner=customer)
+    assert account.held == 0
+    assert account.balance == (3_000 if withdrawal.status == "paid" else 5_000)
+    code, out = verify()
+    assert code == 0, out
