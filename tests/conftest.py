@@ -240,3 +240,21 @@ def fake_stripe(fake_stripe_server, settings, db):
     stripe_setup(base_url="http://127.0.0.1:9", register=False)
     yield fake
     stripe.api_base, stripe.max_network_retries = saved_base, saved_retries
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collectreport(report):
+    """A module skipped while collecting (``pytest.importorskip`` …) fails in CI too."""
+    if os.environ.get("CI") and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"module skipped in CI, which is not allowed: {report.longrepr}"
+        _modules_skipped_in_ci.append(report.nodeid)
+
+
+_modules_skipped_in_ci: list[str] = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # A failed collect report does not count as a failed test: fail the run here.
+    if _modules_skipped_in_ci and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
