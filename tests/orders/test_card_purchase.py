@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 
@@ -52,6 +53,7 @@ def test_card_purchase_when_default_card_succeeds_then_paid_with_fulfillment(
     assert legs[platform_account_id(AccountKind.PLATFORM_FEES, "usd")] == 100
     assert Account.objects.get(owner=product.merchant).balance == 1900
     assert OrderEvent.objects.filter(order_id=body["id"], type="order.paid").count() == 1
+    call_command("ledger_verify")
 
 
 def test_card_purchase_when_named_saved_card_then_paid(fake_stripe, customer, customer_api, product):
@@ -177,6 +179,7 @@ def test_late_card_success_when_stock_gone_then_buyer_wallet_credited(customer, 
     assert Account.objects.get(owner=customer).balance == 700
     assert Entry.objects.filter(reference=order.pk, idempotency_key=services.late_credit_key(order.pk)).count() == 1
     assert AuditEvent.objects.filter(action="order.late_payment_credited", object_id=order.pk).exists()
+    call_command("ledger_verify")
 
 
 def test_payment_failed_when_order_pending_then_failed_and_idempotent(customer, product):
