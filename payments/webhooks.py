@@ -51,9 +51,9 @@ def _claim(event: StripeEvent) -> bool:
     fields = StripeEvent._meta.concrete_fields
     quote = connection.ops.quote_name
     table = quote(StripeEvent._meta.db_table)
-    columns = ", ".join(quote(field.column) for field in fields)
+    columns = ", ".join(quote(str(field.column)) for field in fields)
     placeholders = ", ".join(["%s"] * len(fields))
-    pk = quote(StripeEvent._meta.pk.column)
+    pk = quote(str(StripeEvent._meta.pk.column))  # type: ignore[union-attr]
     # Table and column names are the model's own; every value is a parameter.
     sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT ({pk}) DO NOTHING RETURNING {pk}"  # noqa: S608
     values = [field.get_db_prep_save(getattr(event, field.attname), connection) for field in fields]
