@@ -33,6 +33,15 @@ def test_admin_approve_action_when_pending_then_paid_and_audited(admin_client, c
     assert withdrawal.status == "paid" and withdrawal.decided_by == staff
     assert AuditEvent.objects.filter(object_id=withdrawal.pk, action="withdrawal.approve", actor=staff).exists()
     assert Account.objects.get(owner=customer).held == 0
+    detail = admin_client.get(f"/admin/wallets/withdrawal/{withdrawal.pk}/change/")
+    assert detail.status_code == 200 and b"Paid" in detail.content
+    again = admin_client.post(
+        "/admin/wallets/withdrawal/",
+        {"action": "approve_withdrawals", "_selected_action": [withdrawal.pk]},
+        follow=True,
+    )
+    assert b"0 withdrawal(s) approved; 1 not pending" in again.content
+    assert Entry.objects.filter(reference=withdrawal.pk).count() == 2
 
 
 def test_admin_reject_action_when_reason_given_then_released(admin_client, customer, staff):
