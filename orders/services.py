@@ -751,8 +751,9 @@ def events_undispatched(*, older_than: timedelta = timedelta(seconds=30), limit:
     )
 
 
-def delivery_redeliver(*, delivery_id: str, actor: User | None) -> None:
-    """Staff: sends a delivery again now, whatever its status (admin action); audited."""
+def delivery_redeliver(*, delivery_id: str, actor: User | None, enqueue: bool = True) -> None:
+    """Staff: makes a delivery due again now, whatever its status, and (``enqueue``)
+    queues its attempt after commit; audited. Used by the admin action."""
     with transaction.atomic():
         updated = EventDelivery.objects.filter(pk=delivery_id).update(
             status=DeliveryStatus.PENDING, next_attempt_at=timezone.now()
@@ -761,12 +762,13 @@ def delivery_redeliver(*, delivery_id: str, actor: User | None) -> None:
             return
         audit_record(actor=actor, action="order_event.redeliver", object_type="event_delivery", object_id=delivery_id)
 
-        def enqueue() -> None:
+        def send() -> None:
             from orders.tasks import deliver_event
 
             deliver_event.delay(delivery_id)
 
-        transaction.on_commit(enqueue)
+        if enqueue:
+            transaction.on_commit(send)
 
 
 # --- webhook endpoints --------------------------------------------------------------------
