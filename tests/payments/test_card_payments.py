@@ -212,3 +212,67 @@ def test_reconcile_when_intent_created_but_never_confirmed_then_canceled_at_stri
     payment.refresh_from_db()
     assert payment.status == "canceled"
     assert stripe.PaymentIntent.retrieve(intent.id).status == "canceled"
+
+
+def test_order_when_card_declined_then_402_order_failed_and_payment_failed(fake_stripe, customer_api):
+    from orders.models import Order
+    from tests.factories import ProductFactory
+
+    product = ProductFactory(price=1500, stock=3)
+    pm = fake_stripe.attach_card(customer_api.user, number="4000000000000341")
+
+    response = customer_api.post(
+        "/api/v1/orders", {"product": product.pk, "payment_method": "card", "card": pm}, format="json"
+    )
+
+    assert_error(response, 402, "card_declined")
+    order = Order.objects.get(buyer=customer_api.user)
+    assert order.status == "failed"
+    assert Payment.objects.get(pk=order.payment_id).status == "failed"
+    product.refresh_from_db()
+    assert product.stock == 3
+    assert not Entry.objects.exists()
+
+
+def test_order_when_card_needs_authentication_then_pending_with_client_secret(fake_stripe, customer_api):
+    from tests.factories import ProductFactory
+
+    product = ProductFactory(price=1500)
+    pm = fake_stripe.attach_card(customer_api.user, number="4000002500003155")
+
+    response = customer_api.post(
+        "/api/v1/orders", {"product": product.pk, "payment_method": "card", "card": pm}, format="json"
+    )
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "pending"
+    payment = Payment.objects.get(pk=body["payment"])
+    assert payment.status == "requires_action"
+    assert body["client_secret"] == payment.client_secret
+
+
+def test_reconcile_command_when_run_then_reports_what_it_settled(fake_stripe, customer):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    payment = payment_create(user=customer, kind="deposit", method="card", amount=800, currency="usd")
+    Payment.objects.filter(pk=payment.pk).update(status="processing")
+    out = StringIO()
+
+    call_command("reconcile_payments", "--min-age", "0", stdout=out)
+
+    assert "payments settled: 1" in out.getvalue()
+    assert Payment.objects.get(pk=payment.pk).status == "canceled"
+
+
+def test_payment_endpoints_when_over_rate_then_429(fake_stripe, customer_api, settings):
+    settings.THROTTLE_SCALE = 1 / 30  # payments: 1 a minute
+
+    first = customer_api.post("/api/v1/payment-methods/setup-intent")
+    second = customer_api.post("/api/v1/payment-methods/setup-intent")
+
+    assert first.status_code == 200
+    assert_error(second, 429, "rate_limited")
+    assert customer_api.get("/api/v1/payment-methods").status_code == 200  # reading is not throttled

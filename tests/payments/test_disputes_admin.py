@@ -203,3 +203,25 @@ def test_admin_customer_search_by_email_then_found(fake_stripe, customer, staff)
     stripe_id = customer.stripe_customer.stripe_customer_id
     assert djstripe_page.status_code == 200 and stripe_id.encode() in djstripe_page.content
     assert ours.status_code == 200 and stripe_id.encode() in ours.content
+
+
+def test_admin_payment_page_when_order_paid_then_offers_refund(fake_stripe, customer, merchant, staff):
+    order = _card_order(fake_stripe, customer, merchant)
+
+    page = _admin(staff).get(reverse("admin:payments_payment_change", args=[order.payment_id]))
+    listing = _admin(staff).get(reverse("admin:payments_payment_changelist"), {"q": customer.email})
+
+    assert page.status_code == 200
+    assert reverse("admin:payments_payment_refund", args=[order.payment_id]).encode() in page.content
+    assert order.payment_id.encode() in listing.content
+
+
+def test_admin_refund_form_when_not_staff_then_no_access(fake_stripe, customer, merchant):
+    order = _card_order(fake_stripe, customer, merchant)
+    client = Client()
+    client.force_login(merchant)
+
+    response = client.post(reverse("admin:payments_payment_refund", args=[order.payment_id]), {"amount": "100"})
+
+    assert response.status_code == 302 and "/login/" in response["Location"]
+    assert not Refund.objects.exists()

@@ -20,5 +20,5 @@ def test_bench(fake_stripe, settings):
         assert deliver(b, sign(b), client=client).status_code == 200
     dt = time.perf_counter() - t
     prof.disable()
-    print(f"claim-only events: {n/dt:.0f}/s")
+    print(f"claim-only events: {n / dt:.0f}/s")
     pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
