@@ -1019,8 +1019,12 @@ def _on_charge_refunded_event(event: Any) -> None:
     payment = _payment_for_charge(charge)
     if payment is None:
         return
-    for refund in Refund.objects.filter(payment=payment, status=RefundStatus.PENDING, stripe_refund_id__isnull=False):
-        stripe_refund = _retrieve_or_payload(stripe.Refund.retrieve, str(refund.stripe_refund_id), {})
+    pending = Refund.objects.filter(payment=payment, status=RefundStatus.PENDING).select_related("payment")
+    for refund in pending:
+        if refund.stripe_refund_id:
+            stripe_refund = _retrieve_or_payload(stripe.Refund.retrieve, str(refund.stripe_refund_id), {})
+        else:
+            stripe_refund = _find_stripe_refund(refund) or {}
         if stripe_refund:
             refund_finish(refund_id=refund.pk, stripe_refund=stripe_refund)
 
@@ -1148,12 +1152,27 @@ def refund_reconcile(*, refund_id: str) -> Any:
     """Settles a pending card refund: asks Stripe again with the same idempotency key, or re-reads it."""
     from payments.models import Refund
 
-    refund = Refund.objects.get(pk=refund_id)
+    refund = Refund.objects.select_related("payment").get(pk=refund_id)
     if refund.stripe_refund_id:
         return refund_finish(
             refund_id=refund.pk, stripe_refund=gateway.raw_call(stripe.Refund.retrieve, refund.stripe_refund_id)
         )
+    found = _find_stripe_refund(refund)
+    if found is not None:
+        return refund_finish(refund_id=refund.pk, stripe_refund=found)
     return _refund_at_stripe(refund_id=refund.pk)
+
+
+def _find_stripe_refund(refund: Any) -> Mapping[str, Any] | None:
+    """Stripe's refund made for ours (matched by metadata) when its answer never reached us."""
+    intent_id = refund.payment.stripe_payment_intent_id
+    if not intent_id:
+        return None
+    listed: Any = gateway.raw_call(stripe.Refund.list, payment_intent=intent_id, limit=100)
+    for candidate in listed.data:
+        if (candidate.get("metadata") or {}).get("refund_id") == refund.pk:
+            return _as_mapping(candidate)
+    return None
 
 
 def payments_reconcile(*, min_age_seconds: int | None = None) -> dict[str, int]:

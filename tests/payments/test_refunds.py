@@ -217,3 +217,29 @@ def test_refund_detail_when_buyer_merchant_staff_then_visible_others_404(fake_st
         assert response.json()["id"] == refund_id and response.json()["order"] == order.pk
     assert_error(client_for(CustomerFactory()).get(f"/api/v1/refunds/{refund_id}"), 404, "not_found")
     assert_error(client_for(MerchantFactory()).get(f"/api/v1/refunds/{refund_id}"), 404, "not_found")
+
+
+def test_refund_when_stripe_refunded_but_answer_lost_then_charge_refunded_event_finishes_it_once(
+    fake_stripe, customer, merchant, django_capture_on_commit_callbacks
+):
+    from tests.payments.test_webhooks import deliver, event_body, sign
+
+    order = _card_order(fake_stripe, customer, merchant)
+    with fake_stripe.unreachable():
+        client_for(merchant).post(REFUNDS, {"order": order.pk, "amount": 600}, format="json")
+    refund = Refund.objects.get(payment_id=order.payment_id)
+    payment = Payment.objects.get(pk=order.payment_id)
+    # The refund did reach Stripe; only its answer was lost.
+    stripe.Refund.create(payment_intent=payment.stripe_payment_intent_id, amount=600, metadata={"refund_id": refund.pk})
+    charge = stripe.Charge.retrieve(payment.stripe_charge_id)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver(body := event_body("charge.refunded", charge), sign(body))
+    reconcile_payments(min_age_seconds=0)
+
+    refund.refresh_from_db()
+    assert refund.status == "succeeded" and refund.stripe_refund_id.startswith("re_")
+    assert [r.amount for r in stripe.Refund.list(limit=10).data] == [600]
+    order.refresh_from_db()
+    assert order.status == "partially_refunded"
+    assert verify()[0] == 0
