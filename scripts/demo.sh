@@ -89,7 +89,7 @@ fi
 say "starting the web server on ${BASE_URL}"
 "$PY" -m gunicorn config.wsgi \
     --bind "127.0.0.1:${WEB_PORT}" --workers 1 --threads 8 --worker-class gthread \
-    --timeout 60 --graceful-timeout 5 --no-control-socket --access-logfile - &
+    --timeout 60 --graceful-timeout 5 --no-control-socket &
 WEB_PID=$!
 wait_for "${BASE_URL}/healthz" 60 "$WEB_PID"
 
