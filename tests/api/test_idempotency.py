@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from accounts.models import IdempotencyKey, IdempotencyKeyStatus, User
 from config.idempotency import IdempotencyMiddleware, request_fingerprint
 from config.tasks import purge_idempotency_keys
-from tests.conftest import assert_error
+from tests.conftest import assert_error, client_for
 from tests.factories import PASSWORD
 
 REGISTER = "/api/v1/auth/register"
@@ -133,15 +133,11 @@ def test_key_when_first_attempt_fails_validation_then_released_for_fixed_retry(a
 
 @pytest.mark.django_db
 def test_key_when_used_by_two_users_then_each_has_own_scope(customer, merchant):
-    from tests.conftest import client_for
-
     customer_api, merchant_api = client_for(customer), client_for(merchant)
-    body = {"first_name": "x"}
 
     a = _post(customer_api, "/api/v1/me/password", {"old_password": PASSWORD, "new_password": "Fresh-Pass-2"}, "same")
     b = _post(merchant_api, "/api/v1/me/password", {"old_password": PASSWORD, "new_password": "Other-Pass-3"}, "same")
 
-    assert body
     assert a.status_code == 204
     assert b.status_code == 204
     assert "Idempotent-Replayed" not in b
@@ -335,3 +331,66 @@ def test_middleware_ignores_non_post_and_non_api_requests():
         assert middleware(request).status_code == 200
 
     assert IdempotencyKey.objects.count() == 0
+
+
+# --- through the money endpoints --------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_order_refused_402_when_retried_after_funding_then_replays_the_refusal(customer_api):
+    from orders.models import Order
+    from tests.api.helpers import fund
+    from tests.factories import ProductFactory
+
+    product = ProductFactory(price=1000, stock=5)
+    body = {"product": product.pk, "payment_method": "wallet"}
+    refused = _post(customer_api, "/api/v1/orders", body, "buy-1")
+    assert_error(refused, 402, "insufficient_funds")
+
+    fund(customer_api.user, 5000)
+    replay = _post(customer_api, "/api/v1/orders", body, "buy-1")
+    fresh = _post(customer_api, "/api/v1/orders", body, "buy-2")
+
+    assert replay.status_code == 402
+    assert replay["Idempotent-Replayed"] == "true"
+    assert replay.content == refused.content
+    assert fresh.status_code == 201
+    assert Order.objects.filter(status="paid").count() == 1
+
+
+@pytest.mark.django_db
+def test_withdrawal_when_repeated_with_key_then_held_once(customer_api):
+    from tests.api.helpers import balance, fund
+    from wallets.models import Withdrawal
+
+    wallet = fund(customer_api.user, 10_000)
+    first = _post(customer_api, "/api/v1/wallet/withdrawals", {"amount": 600}, "wd-1")
+    second = _post(customer_api, "/api/v1/wallet/withdrawals", {"amount": 600}, "wd-1")
+
+    assert first.status_code == 201
+    assert second["Idempotent-Replayed"] == "true"
+    assert second.json() == first.json()
+    assert Withdrawal.objects.count() == 1
+    assert balance(wallet) == 10_000 - 600
+
+
+@pytest.mark.django_db
+def test_order_key_when_used_by_another_customer_then_their_own_order(customer_api):
+    from orders.models import Order
+    from tests.api.helpers import fund
+    from tests.factories import CustomerFactory, ProductFactory
+
+    other = CustomerFactory()
+    fund(customer_api.user, 5000)
+    fund(other, 5000)
+    product = ProductFactory(price=1000, stock=5)
+    body = {"product": product.pk, "payment_method": "wallet"}
+
+    mine = _post(customer_api, "/api/v1/orders", body, "shared-key")
+    theirs = _post(client_for(other), "/api/v1/orders", body, "shared-key")
+
+    assert mine.status_code == 201
+    assert theirs.status_code == 201
+    assert "Idempotent-Replayed" not in theirs
+    assert theirs.json()["id"] != mine.json()["id"]
+    assert Order.objects.count() == 2
