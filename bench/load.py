@@ -36,6 +36,7 @@ class Record:
     status: int  # 0: no response (connection error or timeout)
     queries: int  # -1: the server did not say
     code: str = ""  # the error envelope's code for non-2xx answers
+    index: int = -1  # which of the prepared requests it was
 
 
 @dataclass(slots=True)
@@ -61,6 +62,8 @@ async def _run_worker(
     idempotency_prefix: str | None,
     start_at: float,
     timeout: float,
+    index_base: int = 0,
+    index_step: int = 1,
 ) -> list[Record]:
     import aiohttp
 
@@ -86,7 +89,8 @@ async def _run_worker(
                 now = time.perf_counter()
                 if now >= deadline or issued >= max_requests:
                     return
-                req = requests[next_index % len(requests)]
+                position = next_index % len(requests)
+                req = requests[position]
                 seq = issued
                 next_index += 1
                 issued += 1
@@ -107,7 +111,9 @@ async def _run_worker(
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     code = type(exc).__name__
                 ended = time.perf_counter()
-                records.append(Record(ended - t0, ended - started, status, queries, code))
+                records.append(
+                    Record(ended - t0, ended - started, status, queries, code, index_base + position * index_step)
+                )
 
         await asyncio.gather(*(one_client() for _ in range(concurrency)))
     return records
@@ -125,7 +131,7 @@ def _worker_main(args: tuple[Any, ...], conn: Any) -> None:
 
     cpu0 = _cpu_seconds()
     records = asyncio.run(_run_worker(*args))
-    conn.send(([(r.ended, r.latency, r.status, r.queries, r.code) for r in records], _cpu_seconds() - cpu0))
+    conn.send(([(r.ended, r.latency, r.status, r.queries, r.code, r.index) for r in records], _cpu_seconds() - cpu0))
     conn.close()
 
 
@@ -154,11 +160,13 @@ def run_load(
     procs = []
     pipes = []
     for w in range(workers):
-        share = requests[w::workers] or requests
+        share = requests[w::workers]
+        if not share:
+            continue
         per_conc = concurrency // workers + (1 if w < concurrency % workers else 0)
         per_max = max_requests // workers + (1 if w < max_requests % workers else 0)
         prefix = f"{idempotency_prefix}-{w}" if idempotency_prefix is not None else None
-        args = (base_url, share, per_conc, duration, per_max, prefix, start_at, timeout)
+        args = (base_url, share, per_conc, duration, per_max, prefix, start_at, timeout, w, workers)
         parent, child = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_worker_main, args=(args, child), daemon=True)
         proc.start()
@@ -175,7 +183,7 @@ def run_load(
         raw, worker_cpu = pipe.recv()
         proc.join(10)
         cpu += worker_cpu
-        for ended, latency, status, queries, code in raw:
-            records.append(Record(ended, latency, status, queries, code))
+        for ended, latency, status, queries, code, index in raw:
+            records.append(Record(ended, latency, status, queries, code, index))
             wall = max(wall, ended)
     return LoadResult(records=records, wall=wall, worker_cpu=cpu, workers=workers, concurrency=concurrency)
