@@ -359,3 +359,31 @@ def test_every_table_still_exists_after_injection_attempts(world):
     with connection.cursor() as cursor:
         tables = set(connection.introspection.table_names(cursor))
     assert {"accounts_user", "orders_order", "wallets_posting", "catalog_product"} <= tables
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("price", value) for value in (1.5, "1000", -1, 0, 2**63, True, None)]
+    + [("stock", value) for value in (1.5, "5", -1, 2**63, False)]
+    + [("name", value) for value in ("", LONG, NUL, None, ["x"])]
+    + [("is_active", value) for value in ("maybe", 2, None)],
+    ids=lambda v: repr(v)[:30],
+)
+def test_product_patch_when_field_hostile_then_400_and_product_unchanged(world, field, value):
+    product = world["product"]
+    before = Product.objects.filter(pk=product.pk).values().get()
+
+    response = world["merchant"].patch(f"/api/v1/products/{product.pk}", {field: value}, format="json")
+
+    assert_error(response, 400, "validation_error", field)
+    assert Product.objects.filter(pk=product.pk).values().get() == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("field", "value"), [("first_name", LONG), ("last_name", NUL), ("first_name", ["x"])])
+def test_profile_patch_when_field_hostile_then_400_and_unchanged(customer_api, field, value):
+    response = customer_api.patch("/api/v1/me", {field: value}, format="json")
+
+    assert_error(response, 400, "validation_error", field)
+    customer_api.user.refresh_from_db()
+    assert getattr(customer_api.user, field) != value

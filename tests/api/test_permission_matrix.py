@@ -263,3 +263,22 @@ def _allowed_methods(view) -> set[str]:
     cls = getattr(view, "view_class", None) or getattr(view, "cls", None)
     methods = {m.upper() for m in ("get", "post", "patch", "put", "delete") if cls and hasattr(cls, m)}
     return methods
+
+
+@pytest.mark.django_db
+def test_admin_back_office_is_for_staff_only(customer, merchant, staff):
+    from django.test import Client
+
+    anonymous = Client()
+    assert anonymous.get("/admin/").status_code == 302
+    for user, expected in ((customer, 302), (merchant, 302), (staff, 200)):
+        client = Client()
+        client.force_login(user)
+        assert client.get("/admin/").status_code == expected, user.email
+
+
+@pytest.mark.django_db
+def test_api_token_does_not_open_the_admin(staff):
+    response = client_for(staff).get("/admin/")
+
+    assert response.status_code == 302
