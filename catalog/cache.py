@@ -27,6 +27,8 @@ from django.core.cache import cache, caches
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 
+from catalog.version_reader import RawGet, VersionReadError
+
 logger = logging.getLogger(__name__)
 
 VERSION_KEY = "catalog:version"
@@ -58,15 +60,31 @@ def _read_version() -> Any:
 
 
 def _raw_reader() -> Callable[[], Any]:
-    from django_redis import get_redis_connection
     from django_redis.cache import RedisCache
 
     if not isinstance(caches["default"], RedisCache):
         return lambda: cache.get(VERSION_KEY)
-    client = get_redis_connection("default")
-    key = cache.make_key(VERSION_KEY)
     # django-redis stores integers unpickled, so the raw value is the number's digits.
-    return lambda: client.get(key)
+    key = cache.make_key(VERSION_KEY)
+    location = settings.CACHES["default"]["LOCATION"]
+    try:
+        if not isinstance(location, str):
+            raise VersionReadError("several Redis servers: use the regular client")
+        raw = RawGet(location, key)
+    except VersionReadError:
+        from django_redis import get_redis_connection
+
+        client = get_redis_connection("default")
+        return lambda: client.get(key)
+
+    def read() -> Any:
+        try:
+            return raw.get()
+        except VersionReadError:
+            logger.warning("bare version read failed; using the regular Redis client", exc_info=True)
+            return cache.get(VERSION_KEY)
+
+    return read
 
 
 def _reset_reader() -> None:
@@ -138,12 +156,17 @@ def catalog_cache_bump_on_commit() -> None:
 
 
 def _key(request: HttpRequest, version: int) -> str:
-    # The body holds absolute next/previous links, so scheme and host are part of it.
-    # CommonMiddleware has already validated the host against ALLOWED_HOSTS.
-    host = request.META.get("HTTP_HOST") or request.get_host()
-    raw = f"{request.scheme}://{host}{request.get_full_path()}"
-    digest = hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
-    return f"catalog:{version}:{digest}"
+    """What the body depends on: scheme and host (it holds absolute next/previous links), path, query.
+
+    Read straight from the WSGI environ: CommonMiddleware has already validated
+    the host, and the raw forwarded-proto header stands in for ``request.scheme``.
+    """
+    meta = request.META
+    raw = (
+        f"{meta.get('wsgi.url_scheme', '')}|{meta.get('HTTP_X_FORWARDED_PROTO', '')}|{meta.get('HTTP_HOST', '')}|"
+        f"{request.path}?{meta.get('QUERY_STRING', '')}"
+    )
+    return f"catalog:{version}:{hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()}"
 
 
 def cached_public_get(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
