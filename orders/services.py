@@ -696,21 +696,24 @@ def delivery_attempt(*, delivery_id: str) -> EventDelivery | None:
     delivery = EventDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
     endpoint = delivery.endpoint
     secret = endpoint.secret if endpoint is not None else settings.ORDER_EVENTS_SECRET
-    body = json.dumps(delivery.event.payload, separators=(",", ":")).encode()
-    result = webhooks.send(
-        url=delivery.url,
-        body=body,
-        secret=secret,
-        event_id=delivery.event_id,
-        delivery_id=delivery.pk,
-        # Staff configured ORDER_EVENTS_URL themselves; merchant URLs are guarded.
-        allow_private=endpoint is None or webhooks.private_targets_allowed(),
-    )
+    endpoint_gone = endpoint is not None and endpoint.deleted_at is not None
+    if endpoint_gone:
+        result = webhooks.SendResult(None, "The endpoint was deleted; nothing sent.", 0)
+    else:
+        result = webhooks.send(
+            url=delivery.url,
+            body=json.dumps(delivery.event.payload, separators=(",", ":")).encode(),
+            secret=secret,
+            event_id=delivery.event_id,
+            delivery_id=delivery.pk,
+            # Staff configured ORDER_EVENTS_URL themselves; merchant URLs are guarded.
+            allow_private=endpoint is None or webhooks.private_targets_allowed(),
+        )
     finished = timezone.now()
     changes: dict[str, Any] = {"last_status_code": result.status_code, "last_error": result.error[:500]}
     if result.ok:
         changes.update(status=DeliveryStatus.SUCCEEDED, delivered_at=finished)
-    elif delivery.attempts >= DELIVERY_MAX_ATTEMPTS:
+    elif endpoint_gone or delivery.attempts >= DELIVERY_MAX_ATTEMPTS:
         changes.update(status=DeliveryStatus.FAILED)
     else:
         changes.update(next_attempt_at=finished + delivery_backoff(delivery.attempts))

@@ -268,3 +268,22 @@ def test_order_event_when_merchant_registers_after_a_sale_then_next_sale_deliver
         order_id = buy(customer_api, product.pk).json()["id"]
 
     assert [json.loads(body)["data"]["object"]["id"] for _, body in receiver.requests] == [order_id]
+
+
+def test_order_event_when_endpoint_deleted_while_retrying_then_given_up(
+    customer, customer_api, merchant_api, product, receiver, django_capture_on_commit_callbacks
+):
+    endpoint = _register(merchant_api, receiver.url)
+    receiver.statuses = [500]
+    fund(customer, 5000)
+    with django_capture_on_commit_callbacks(execute=True):
+        buy(customer_api, product.pk)
+    merchant_api.delete(f"/api/v1/merchant/webhooks/{endpoint['id']}")
+    EventDelivery.objects.update(next_attempt_at=timezone.now())
+
+    tasks.deliveries_retry_due()
+
+    delivery = EventDelivery.objects.get()
+    assert delivery.status == "failed"
+    assert "deleted" in delivery.last_error
+    assert len(receiver.requests) == 1
