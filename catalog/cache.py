@@ -143,9 +143,10 @@ local_bodies = _LocalBodies(max_bytes=32 * 1024 * 1024)
 def catalog_cache_bump() -> None:
     """Makes every cached public body obsolete at once (one INCR)."""
     try:
-        cache.incr(VERSION_KEY)
-    except ValueError:  # no version yet: nothing is cached under one either
-        cache.add(VERSION_KEY, _fresh_version(), timeout=None)
+        try:
+            cache.incr(VERSION_KEY)
+        except ValueError:  # no version yet: nothing is cached under one either
+            cache.add(VERSION_KEY, _fresh_version(), timeout=None)
     except Exception:
         logger.exception("catalog cache bump failed; cached bodies expire within the TTL")
 

@@ -197,3 +197,20 @@ def test_products_list_when_another_process_bumps_then_local_copy_not_served(api
 
     response = api.get("/api/v1/products")
     assert response["X-Cache"] == "miss" and response.json()["results"][0]["price"] == 3000
+
+
+def test_products_list_when_cache_down_then_served_from_database(api, monkeypatch):
+    product = ProductFactory()
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("cache is down")
+
+    monkeypatch.setattr("catalog.cache._read_version", unreachable)
+    monkeypatch.setattr("django.core.cache.cache.incr", unreachable)
+    monkeypatch.setattr("django.core.cache.cache.add", unreachable)
+
+    listed = api.get("/api/v1/products")
+    catalog_cache_bump()  # logged, never raised into the writer's request
+
+    assert listed.status_code == 200 and listed.json()["results"][0]["id"] == product.id
+    assert "X-Cache" not in listed
