@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", nargs="*", choices=ORDER, help="run only these scenarios")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", "4")))
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_WEB_THREADS", "1")))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_WEB_THREADS", "4")))
     args = parser.parse_args(argv)
     output = args.output or (ROOT / "bench" / ("results-quick.json" if args.quick else "results.json"))
     wanted = set(args.only or ORDER)
