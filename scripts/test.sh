@@ -1,16 +1,35 @@
 #!/usr/bin/env bash
 # The whole suite: lint, format, types, then pytest. Extra arguments go to pytest.
 # Uses PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set (CI sets them).
-set -euo pipefail
+# Every step runs even when an earlier one fails, so one run shows every
+# problem; the exit code is non-zero when any step failed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONDONTWRITEBYTECODE=1
-echo "==> ruff check" && .venv/bin/ruff check .
-echo "==> ruff format --check" && .venv/bin/ruff format --check .
-echo "==> mypy" && .venv/bin/mypy .
+
+failed=()
+step() {  # step NAME COMMAND...
+    local name=$1
+    shift
+    echo "==> ${name}"
+    "$@" || failed+=("${name} (exit $?)")
+}
+
+step "ruff check" .venv/bin/ruff check .
+step "ruff format --check" .venv/bin/ruff format --check .
+step "mypy" .venv/bin/mypy .
+
 echo "==> pytest"
-status=0
-.venv/bin/pytest "$@" || status=$?
+.venv/bin/pytest "$@"
+status=$?
 if [[ $status -eq 5 ]]; then
-    echo "pytest collected no tests: that is a failure" >&2
+    failed+=("pytest (exit 5: no tests collected)")
+elif [[ $status -ne 0 ]]; then
+    failed+=("pytest (exit ${status})")
 fi
-exit "$status"
+
+if ((${#failed[@]})); then
+    printf '\nFAILED: %s\n' "${failed[@]}" >&2
+    exit 1
+fi
+echo "all green"
