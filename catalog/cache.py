@@ -170,11 +170,15 @@ def _key(request: HttpRequest, version: int) -> str:
     return f"catalog:{version}:{hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()}"
 
 
-def cached_public_get(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def cached_public_get(
+    view: Callable[..., HttpResponse], build: Callable[..., bytes | None] | None = None
+) -> Callable[..., HttpResponse]:
     """Serves GETs of a public catalog view from the cache, before any DRF machinery.
 
-    A hit costs one small cache read (the version) and no SQL. Only 200 responses are stored (error
-    bodies carry a per-request id). Other methods go straight to ``view``.
+    A hit costs one small cache read (the version) and no SQL. On a miss ``build``
+    (if given) makes the 200 body straight from the database, else ``view`` runs;
+    only 200 bodies are stored (error bodies carry a per-request id). Other
+    methods go straight to ``view``.
     """
 
     @functools.wraps(view)
@@ -196,7 +200,11 @@ def cached_public_get(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
             response = HttpResponse(body, content_type="application/json")
             response["X-Cache"] = "hit"
             return response
-        response = view(request, *args, **kwargs)
+        fresh = build(request, *args, **kwargs) if build is not None else None
+        if fresh is not None:
+            response = HttpResponse(fresh, content_type="application/json")
+        else:
+            response = view(request, *args, **kwargs)
         if response.status_code == 200:
             render = getattr(response, "render", None)
             if render is not None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 
 from accounts.models import User
 from catalog.errors import ProductNotFound
 from catalog.models import Product
+from catalog.rendering import public_product, public_rows, to_json
 
 
 def products_public() -> QuerySet[Product]:
@@ -19,6 +22,22 @@ def product_public_get(product_id: str) -> Product:
         return products_public().get(pk=product_id)
     except Product.DoesNotExist as exc:
         raise ProductNotFound(param="id") from exc
+
+
+def product_public_data(product_id: str) -> dict[str, Any]:
+    """What anyone sees of one public product (one query, no model instance)."""
+    row = public_rows(products_public().filter(pk=product_id)).first()
+    if row is None:
+        raise ProductNotFound(param="id")
+    return public_product(row)
+
+
+def product_public_body(product_id: str) -> bytes | None:
+    """The public JSON body of one product; None when it is not public (the caller answers 404)."""
+    try:
+        return to_json(product_public_data(product_id))
+    except ProductNotFound:
+        return None
 
 
 def products_of_merchant(merchant: User) -> QuerySet[Product]:

@@ -405,3 +405,21 @@ def test_merchant_products_when_other_merchant_has_products_then_not_listed(merc
     other = client_for(MerchantFactory())
 
     assert other.get("/api/v1/merchant/products").json()["results"] == []
+
+
+@pytest.mark.parametrize("stock", [None, 0, 7])
+def test_product_bodies_when_built_from_rows_then_identical_to_documented_serializer(api, stock):
+    """List and detail are built from plain rows; the schema documents ProductSerializer: they must agree."""
+    import json
+
+    from catalog.serializers import ProductSerializer
+
+    product = ProductFactory(name='Café — 日本語 "quoted"', description="line\nbreak", stock=stock)
+    documented = json.loads(json.dumps(ProductSerializer(product).data))
+
+    detail = api.get(f"/api/v1/products/{product.id}")
+    listed = api.get("/api/v1/products")
+
+    assert detail.json() == documented
+    assert listed.json()["results"] == [documented]
+    assert detail.content.decode().startswith('{"id":"prd_')

@@ -113,9 +113,10 @@ def test_raw_get_when_tls_or_unix_socket_then_refused_for_the_regular_client(url
         RawGet(url, "k")
 
 
-def test_raw_get_when_server_unreachable_then_error(fake_redis):
-    port = fake_redis.port
-    fake_redis.close()
+def test_raw_get_when_server_unreachable_then_error():
+    with socket.socket() as unused:  # a free port that nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
     reader = RawGet(f"redis://127.0.0.1:{port}", "k", timeout=0.5)
 
     with pytest.raises(VersionReadError):
