@@ -311,9 +311,14 @@ def order_buy_with_card(*, buyer: User, product_id: str, quantity: int = 1, card
     try:
         card_payment_confirm(payment_id=order.payment_id, payment_method_id=card)
     except (CardDeclined, PaymentMethodInvalid):
-        # payments normally failed the order already; this covers a refusal
-        # raised before any PaymentIntent existed.
+        # payments normally failed the order already (through the hook); this
+        # covers a refusal raised before any PaymentIntent existed: the order
+        # fails, its stock comes back, and a payment left open is closed.
         _order_close_pending(order_id=order.pk, to=OrderStatus.FAILED)
+        try:
+            _payment_intent_cancel(order)
+        except StripeUnavailable:
+            logger.warning("could not close the refused card payment", extra={"order": order.pk})
         raise
     return Order.objects.select_related("payment").get(pk=order.pk)
 
