@@ -493,18 +493,9 @@ def card_payment_confirm(*, payment_id: str, payment_method_id: str | None) -> P
         raise PaymentMethodInvalid("This payment is not a card payment.")
     if payment.status != PaymentStatus.REQUIRES_PAYMENT_METHOD:
         return payment  # already charged or being charged: never twice
-    try:
-        card = _resolve_card(user_id=payment.user_id, payment_method_id=payment_method_id)
-    except PaymentMethodInvalid as exc:
-        # Nothing was charged and nothing will be: the payment (and its order or deposit) fails now.
-        payment_sync(
-            payment_id=payment.pk,
-            intent={
-                "status": "requires_payment_method",
-                "last_payment_error": {"code": "payment_method_invalid", "message": exc.message},
-            },
-        )
-        raise
+    # A card that is not the user's raises PaymentMethodInvalid before anything is charged; the
+    # payment stays as it is and its owner closes it (``card_payment_cancel``).
+    card = _resolve_card(user_id=payment.user_id, payment_method_id=payment_method_id)
     customer_id = customer_ensure(user=payment.user)
     if not _claim_for_charge(payment, card):
         return Payment.objects.get(pk=payment_id)

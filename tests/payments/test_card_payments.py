@@ -83,7 +83,7 @@ def test_deposit_when_card_of_another_user_then_400_payment_method_invalid_and_n
     assert_error(response, 400, "payment_method_invalid", param="payment_method")
     assert stripe.PaymentIntent.list(limit=10).data == []
     assert _balance(customer_api.user) == 0
-    assert Deposit.objects.get(user=customer_api.user).status == "failed"
+    assert Deposit.objects.get(user=customer_api.user).status == "canceled"
 
 
 def test_deposit_when_card_needs_authentication_then_requires_action_with_client_secret(fake_stripe, customer_api):
@@ -119,8 +119,7 @@ def test_confirm_when_user_has_no_card_then_400_payment_method_invalid(fake_stri
 
     with pytest.raises(PaymentMethodInvalid):
         card_payment_confirm(payment_id=payment.pk, payment_method_id=None)
-    failed = Payment.objects.get(pk=payment.pk)
-    assert (failed.status, failed.failure_code) == ("failed", "payment_method_invalid")
+    assert Payment.objects.get(pk=payment.pk).status == "requires_payment_method"
     assert stripe.PaymentIntent.list(limit=10).data == []
 
 
