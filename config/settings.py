@@ -133,6 +133,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_IMPORTS = ("config.tasks",)
 CELERY_BEAT_SCHEDULE = {
     "expire-order-reservations": {"task": "orders.tasks.expire_reservations", "schedule": 60.0},
+    "retry-order-event-deliveries": {"task": "orders.tasks.deliveries_retry_due", "schedule": 60.0},
     "reconcile-processing-payments": {"task": "payments.tasks.reconcile_payments", "schedule": 300.0},
     "retry-failed-stripe-events": {"task": "payments.tasks.retry_failed_events", "schedule": 300.0},
     "purge-idempotency-keys": {"task": "config.tasks.purge_idempotency_keys", "schedule": crontab(minute=17)},
