@@ -143,6 +143,8 @@ class Stack:
         started = time.perf_counter()
         template = f"bench_tpl_{migrations_fingerprint()}"
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            # Two bench runs on one server (a developer's and a test's) take turns building and copying.
+            conn.execute("SELECT pg_advisory_lock(hashtext('bench template'))")
             existing = {
                 row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'bench_tpl_%'")
             }

@@ -35,8 +35,10 @@ LOAD_FIGURES = {"requests_per_s", "ok_per_s", "latency_ms", "errors_by_status", 
 def quick_run(tmp_path_factory):
     output = tmp_path_factory.mktemp("bench") / "results.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "TEST_DB", "BENCH_"))}
-    # A database of its own, so a developer's `make bench` database is left alone.
+    # A database of its own and the tests' Redis database, so a developer's `make bench` (Redis db 8)
+    # running at the same time is left alone.
     env["BENCH_DB_NAME"] = "bench_quick_test"
+    env["BENCH_REDIS_URL"] = os.environ["REDIS_URL"]
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--output", str(output)],
         cwd=ROOT,
