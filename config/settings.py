@@ -282,7 +282,10 @@ STORAGES = {
 
 # A request body above this is answered 413 before any view runs.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=256 * 1024)
-APPEND_SLASH = False
+# API paths have no trailing slash and never redirect (unknown /api/ paths hit the
+# 404 catch-all); the admin, the dashboard and dj-stripe's webhook URL
+# (/stripe/webhook/<uuid>/, as the contract gives it) keep theirs.
+APPEND_SLASH = True
 
 SILENCED_SYSTEM_CHECKS: list[str] = []
 if STRIPE_API_BASE:

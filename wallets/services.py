@@ -12,10 +12,10 @@ import functools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.services import audit_record
@@ -209,10 +209,33 @@ def ledger_post(
                 )
 
         if wallets:
-            Account.objects.bulk_update(list(wallets.values()), ["balance", "held", "updated_at"])
+            _store_balances(list(wallets.values()))
         entry.save()
         Posting.objects.bulk_create(postings)
     return entry
+
+
+def _store_balances(accounts: list[Account]) -> None:
+    """Writes the new balances of locked wallets in one statement.
+
+    On PostgreSQL a plain ``UPDATE … FROM (VALUES …)``: the hot path of every
+    purchase, where ``bulk_update``'s CASE expressions cost more Python time
+    than the database spends on the statement.
+    """
+    if connection.vendor != "postgresql":
+        Account.objects.bulk_update(accounts, ["balance", "held", "updated_at"])
+        return
+    rows = ", ".join(["(%s, %s::bigint, %s::bigint, %s::timestamptz)"] * len(accounts))
+    params: list[Any] = []
+    for account in accounts:
+        params += [account.id, account.balance, account.held, account.updated_at]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Account._meta.db_table} AS a"  # noqa: S608 - our table name; values are parameters
+            " SET balance = v.balance, held = v.held, updated_at = v.updated_at"
+            f" FROM (VALUES {rows}) AS v(id, balance, held, updated_at) WHERE a.id = v.id",
+            params,
+        )
 
 
 # --- wallet funding by staff ------------------------------------------------------
