@@ -1,11 +1,40 @@
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
 from accounts.models import AuditEvent, User
 
 
+class _EmailCleaning:
+    """Emails are stored lowercased and unique whatever their case, as the API does."""
+
+    instance: User
+    cleaned_data: dict
+
+    def clean_email(self) -> str:
+        email = User.objects.normalize_email(self.cleaned_data["email"]).lower()
+        if User.objects.filter(email__iexact=email).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError("A user with this email already exists.")
+        return email
+
+
+class UserAddForm(_EmailCleaning, UserCreationForm):
+    class Meta(UserCreationForm.Meta):
+        model = User
+        fields = ("email", "role")
+
+
+class UserEditForm(_EmailCleaning, UserChangeForm):
+    class Meta(UserChangeForm.Meta):
+        model = User
+        fields = "__all__"
+
+
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
+    form = UserEditForm
+    add_form = UserAddForm
     ordering = ("-created_at",)
     list_display = ("email", "id", "role", "first_name", "last_name", "is_staff", "is_active", "created_at")
     list_filter = ("role", "is_staff", "is_active")

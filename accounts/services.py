@@ -29,7 +29,7 @@ def user_register(*, email: str, password: str, role: str, first_name: str = "",
         raise ValidationFailed("Role must be customer or merchant.", param="role")
     candidate = User(email=email, role=role, first_name=first_name, last_name=last_name)
     _check_password_strength(password, candidate, "password")
-    if User.objects.filter(email=email).exists():
+    if User.objects.filter(email__iexact=email).exists():
         raise EmailTaken(param="email")
     try:
         with transaction.atomic():
