@@ -27,8 +27,6 @@ from django.core.cache import cache, caches
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 
-from catalog.version_reader import RawGet, VersionReadError
-
 logger = logging.getLogger(__name__)
 
 VERSION_KEY = "catalog:version"
@@ -52,7 +50,11 @@ _raw_get: Callable[[], Any] | None = None
 
 
 def _read_version() -> Any:
-    """The version in one cache round trip; on Redis, one bare GET without django-redis's layers."""
+    """The version in one cache round trip; on Redis, a plain GET through redis-py.
+
+    django-redis stores integers unpickled, so the raw value is the number's
+    digits: asking redis-py directly skips django-redis's key and pickling layers.
+    """
     global _raw_get
     if _raw_get is None:
         _raw_get = _raw_reader()
@@ -64,27 +66,11 @@ def _raw_reader() -> Callable[[], Any]:
 
     if not isinstance(caches["default"], RedisCache):
         return lambda: cache.get(VERSION_KEY)
-    # django-redis stores integers unpickled, so the raw value is the number's digits.
+    from django_redis import get_redis_connection
+
+    client = get_redis_connection("default")
     key = cache.make_key(VERSION_KEY)
-    location = settings.CACHES["default"]["LOCATION"]
-    try:
-        if not isinstance(location, str):
-            raise VersionReadError("several Redis servers: use the regular client")
-        raw = RawGet(location, key)
-    except VersionReadError:
-        from django_redis import get_redis_connection
-
-        client = get_redis_connection("default")
-        return lambda: client.get(key)
-
-    def read() -> Any:
-        try:
-            return raw.get()
-        except VersionReadError:
-            logger.warning("bare version read failed; using the regular Redis client", exc_info=True)
-            return cache.get(VERSION_KEY)
-
-    return read
+    return lambda: client.get(key)
 
 
 def _reset_reader() -> None:
