@@ -555,29 +555,11 @@ def orders_expire(*, now: datetime | None = None, limit: int = 500) -> int:
 # --- order events (outbox) and their delivery ------------------------------------------
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
 def order_event_object(order: Order) -> dict[str, Any]:
-    """The order as subscribers see it (never the fulfillment)."""
-    return {
-        "id": order.pk,
-        "object": "order",
-        "status": order.status,
-        "product": order.product_id,
-        "buyer": order.buyer_id,
-        "quantity": order.quantity,
-        "unit_price": order.unit_price,
-        "amount": order.amount,
-        "fee": order.fee,
-        "merchant_net": order.merchant_net,
-        "currency": order.currency,
-        "payment_method": order.payment_method,
-        "payment": order.payment_id,
-        "created_at": _iso(order.created_at),
-        "paid_at": _iso(order.paid_at),
-    }
+    """The order as subscribers see it: the merchant's sale view (never the fulfillment)."""
+    from orders.serializers import SaleSerializer
+
+    return {"object": "order", **SaleSerializer().to_representation(order)}
 
 
 def _event_record(
