@@ -135,7 +135,7 @@ class MerchantProductListView(GenericAPIView):
     serializer_class = OwnProductSerializer
 
     @extend_schema(
-        responses={200: OwnProductSerializer(many=True), **errors(401, 403, 404)},
+        responses={200: OwnProductSerializer(many=True), **errors(400, 401, 403)},
         tags=["products"],
         summary="The merchant's own products, deleted ones included",
         parameters=[OpenApiParameter("limit", int), OpenApiParameter("cursor", str)],

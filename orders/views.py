@@ -137,7 +137,7 @@ class WebhookEndpointListCreateView(_PostThrottled, generics.ListAPIView):
         return selectors.webhook_endpoints_of(merchant=self.request.user)  # type: ignore[arg-type]
 
     @extend_schema(
-        responses={200: WebhookEndpointSerializer(many=True), **errors(401, 403)},
+        responses={200: WebhookEndpointSerializer(many=True), **errors(400, 401, 403)},
         tags=["merchant"],
         summary="Your webhook endpoints for order events",
     )

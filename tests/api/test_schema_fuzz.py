@@ -35,11 +35,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 # Findings in other engineers' code, kept visible until fixed: {(role, operation label): reason}.
 # A listed operation must still fail (strict); an unlisted one must pass.
-_CURSOR_400 = "list answers 400 validation_error (param cursor) to an unreadable ?cursor= but does not document 400"
-KNOWN_BUGS: dict[tuple[str, str], str] = {
-    ("merchant", "GET /api/v1/merchant/products"): f"catalog MerchantProductListView: {_CURSOR_400}",
-    ("merchant", "GET /api/v1/merchant/webhooks"): f"orders WebhookEndpointListCreateView.get: {_CURSOR_400}",
-}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture
