@@ -73,3 +73,17 @@ class WithdrawalsThrottle(ScaledRateThrottle):
 
 class UserThrottle(ScaledRateThrottle):
     scope = "user"
+
+
+class WriteThrottledMixin:
+    """Throttles only a view's writes (POST, DELETE): reading one's own data stays free.
+
+    A view names its throttles in ``write_throttle_classes``.
+    """
+
+    write_throttle_classes: tuple[type[ScaledRateThrottle], ...] = ()
+
+    def get_throttles(self) -> list[Any]:
+        if self.request.method in ("POST", "DELETE"):  # type: ignore[attr-defined]
+            return [throttle() for throttle in self.write_throttle_classes]
+        return []

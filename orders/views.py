@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import IsMerchant
 from config.schema import errors
-from config.throttling import PaymentsThrottle, UserThrottle
+from config.throttling import PaymentsThrottle, UserThrottle, WriteThrottledMixin
 from orders import selectors, services
 from orders.models import OrderStatus
 from orders.serializers import (
@@ -26,23 +26,12 @@ from orders.serializers import (
 )
 
 
-class _PostThrottled:
-    """Throttles only the POST of a view: reading stays free."""
-
-    post_throttle_classes: tuple[type, ...] = ()
-
-    def get_throttles(self) -> list[Any]:
-        if self.request.method == "POST":  # type: ignore[attr-defined]
-            return [throttle() for throttle in self.post_throttle_classes]
-        return []
-
-
-class OrderListCreateView(_PostThrottled, generics.ListAPIView):
+class OrderListCreateView(WriteThrottledMixin, generics.ListAPIView):
     """The buyer's orders; POST buys a product."""
 
     serializer_class = OrderSerializer
     permission_classes = (IsAuthenticated,)
-    post_throttle_classes = (PaymentsThrottle,)
+    write_throttle_classes = (PaymentsThrottle,)
 
     def get_queryset(self) -> Any:
         return selectors.orders_of_buyer(buyer=self.request.user)  # type: ignore[arg-type]
@@ -126,12 +115,12 @@ class MerchantSalesView(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
 
-class WebhookEndpointListCreateView(_PostThrottled, generics.ListAPIView):
+class WebhookEndpointListCreateView(WriteThrottledMixin, generics.ListAPIView):
     """A merchant's webhook endpoints for order events (see docs/webhooks.md)."""
 
     serializer_class = WebhookEndpointSerializer
     permission_classes = (IsMerchant,)
-    post_throttle_classes = (UserThrottle,)
+    write_throttle_classes = (UserThrottle,)
 
     def get_queryset(self) -> Any:
         return selectors.webhook_endpoints_of(merchant=self.request.user)  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from accounts.permissions import IsCustomer, IsMerchantOrStaff
 from config.pagination import CursorPagination
 from config.schema import errors
-from config.throttling import PaymentsThrottle, RefundsThrottle
+from config.throttling import PaymentsThrottle, RefundsThrottle, WriteThrottledMixin
 from payments import selectors, services
 from payments.serializers import (
     PaymentMethodAttachSerializer,
@@ -21,17 +21,6 @@ from payments.serializers import (
     SavedCardSerializer,
     SetupIntentSerializer,
 )
-
-
-class PostThrottledMixin:
-    """Throttles only the writes of a view: reading one's own data stays free."""
-
-    write_throttle_classes: tuple[type, ...] = ()
-
-    def get_throttles(self) -> list[Any]:
-        if self.request.method in ("POST", "DELETE"):  # type: ignore[attr-defined]
-            return [throttle() for throttle in self.write_throttle_classes]
-        return []
 
 
 class NewestCardsFirst(CursorPagination):
@@ -60,7 +49,7 @@ class PaymentDetailView(APIView):
         return Response(PaymentSerializer(payment).data)
 
 
-class PaymentMethodListCreateView(PostThrottledMixin, generics.ListAPIView):
+class PaymentMethodListCreateView(WriteThrottledMixin, generics.ListAPIView):
     permission_classes = (IsCustomer,)
     serializer_class = SavedCardSerializer
     pagination_class = NewestCardsFirst
@@ -93,7 +82,7 @@ class PaymentMethodListCreateView(PostThrottledMixin, generics.ListAPIView):
         return Response(SavedCardSerializer(card).data, status=status.HTTP_201_CREATED)
 
 
-class SetupIntentView(PostThrottledMixin, APIView):
+class SetupIntentView(WriteThrottledMixin, APIView):
     permission_classes = (IsCustomer,)
     write_throttle_classes = (PaymentsThrottle,)
 
@@ -108,7 +97,7 @@ class SetupIntentView(PostThrottledMixin, APIView):
         return Response(SetupIntentSerializer({"client_secret": client_secret}).data)
 
 
-class PaymentMethodDetailView(PostThrottledMixin, APIView):
+class PaymentMethodDetailView(WriteThrottledMixin, APIView):
     permission_classes = (IsCustomer,)
     write_throttle_classes = (PaymentsThrottle,)
 
@@ -122,7 +111,7 @@ class PaymentMethodDetailView(PostThrottledMixin, APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class PaymentMethodDefaultView(PostThrottledMixin, APIView):
+class PaymentMethodDefaultView(WriteThrottledMixin, APIView):
     permission_classes = (IsCustomer,)
     write_throttle_classes = (PaymentsThrottle,)
 
@@ -140,7 +129,7 @@ class PaymentMethodDefaultView(PostThrottledMixin, APIView):
         return Response(SavedCardSerializer(card).data)
 
 
-class RefundCreateView(PostThrottledMixin, APIView):
+class RefundCreateView(WriteThrottledMixin, APIView):
     permission_classes = (IsMerchantOrStaff,)
     write_throttle_classes = (RefundsThrottle,)
 

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.schema import errors
-from config.throttling import PaymentsThrottle, WithdrawalsThrottle
+from config.throttling import PaymentsThrottle, WithdrawalsThrottle, WriteThrottledMixin
 from wallets import selectors, services
 from wallets.models import Posting, Withdrawal
 from wallets.serializers import (
@@ -20,17 +20,6 @@ from wallets.serializers import (
     WithdrawalCreateSerializer,
     WithdrawalSerializer,
 )
-
-
-class PostThrottledMixin:
-    """Throttles only the POST of a view: reading one's own status stays free."""
-
-    post_throttle_classes: tuple[type, ...] = ()
-
-    def get_throttles(self) -> list[Any]:
-        if self.request.method == "POST":  # type: ignore[attr-defined]
-            return [throttle() for throttle in self.post_throttle_classes]
-        return []
 
 
 class WalletView(APIView):
@@ -61,10 +50,10 @@ class TransactionListView(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
 
-class DepositCreateView(PostThrottledMixin, APIView):
+class DepositCreateView(WriteThrottledMixin, APIView):
     """A top-up paid by a saved card; the wallet is credited once (and only once) the payment succeeds."""
 
-    post_throttle_classes = (PaymentsThrottle,)
+    write_throttle_classes = (PaymentsThrottle,)
 
     @extend_schema(
         request=DepositCreateSerializer,
@@ -92,11 +81,11 @@ class DepositDetailView(APIView):
         return Response(DepositSerializer(deposit).data)
 
 
-class WithdrawalListCreateView(PostThrottledMixin, generics.ListAPIView):
+class WithdrawalListCreateView(WriteThrottledMixin, generics.ListAPIView):
     """Payouts: the amount is held at once; staff approve (``paid``) or reject (``rejected``, funds released)."""
 
     serializer_class = WithdrawalSerializer
-    post_throttle_classes = (WithdrawalsThrottle,)
+    write_throttle_classes = (WithdrawalsThrottle,)
 
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
