@@ -8,23 +8,55 @@ re-read, finish (``payments.gateway`` refuses calls inside a transaction).
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import requests
 import stripe
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.services import audit_record
 from config.db import retry_on_contention
-from config.errors import NotFound, PaymentMethodInvalid
+from config.errors import (
+    AlreadyRefunded,
+    CardDeclined,
+    InvalidStatus,
+    NotFound,
+    PaymentMethodInvalid,
+    PermissionDeniedError,
+    RefundExceedsPayment,
+    ValidationFailed,
+)
+from config.money import proportional
+from orders.locks import lock_order
+from orders.models import Order
 from payments import gateway
-from payments.locks import lock_stripe_customer
+from payments.errors import is_unavailable, translate_stripe_error
+from payments.locks import lock_dispute, lock_payment, lock_refund, lock_stripe_customer
 from payments.models import FINAL_PAYMENT_STATUSES as FINAL_STATUSES
-from payments.models import Payment, PaymentMethodType, PaymentStatus, SavedCard, StripeCustomer
+from payments.models import (
+    Dispute,
+    DisputeStatus,
+    Payment,
+    PaymentMethodType,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    SavedCard,
+    StripeCustomer,
+    StripeEvent,
+    StripeEventStatus,
+)
+from wallets.locks import lock_accounts
+from wallets.models import AccountKind, EntryKind
+from wallets.services import Leg, deposit_on_payment_changed, ledger_post, platform_account_id, wallet_id_for
 
 logger = logging.getLogger(__name__)
 
@@ -262,8 +294,6 @@ def payment_method_detach(*, user: User, payment_method_id: str) -> None:
         # Already detached on Stripe's side (or gone): forgetting it is what the user wants.
         logger.info("payment method was not attached at stripe", extra={"payment_method": payment_method_id})
     except stripe.StripeError as exc:
-        from payments.errors import translate_stripe_error
-
         raise translate_stripe_error(exc, param="payment_method") from exc
     _saved_card_forget(user=user, payment_method_id=payment_method_id)
 
@@ -385,7 +415,7 @@ def _owner_hook(payment: Payment, order: Any) -> None:
     if payment.kind == "order":
         if order is None:
             return
-        from orders import services as order_services
+        from orders import services as order_services  # a cycle: orders.services imports this module
 
         hook = getattr(order_services, "order_on_payment_changed", None)
         if hook is None:
@@ -393,16 +423,11 @@ def _owner_hook(payment: Payment, order: Any) -> None:
             return
         hook(order=order, payment=payment)
     else:
-        from wallets.services import deposit_on_payment_changed
-
         deposit_on_payment_changed(payment=payment)
 
 
 def _lock_payment_with_owner(payment_id: str) -> tuple[Payment, Any]:
     """Locks the payment's order (if any) then the payment: the global lock order."""
-    from orders.locks import lock_order
-    from orders.models import Order
-    from payments.locks import lock_payment
 
     order = None
     order_id = Order.objects.filter(payment_id=payment_id).values_list("pk", flat=True).first()
@@ -510,7 +535,6 @@ def card_payment_cancel(*, payment_id: str) -> Payment:
     intent succeeded or failed meanwhile) its current state is applied instead.
     Raises StripeUnavailable.
     """
-    from payments.errors import is_unavailable, translate_stripe_error
 
     payment = Payment.objects.get(pk=payment_id)
     if payment.status in FINAL_STATUSES or payment.method != PaymentMethodType.CARD:
@@ -529,7 +553,6 @@ def card_payment_cancel(*, payment_id: str) -> Payment:
 
 
 def _charge(*, payment: Payment, customer_id: str, card_id: str) -> Payment:
-    from config.errors import CardDeclined
 
     intent_id = payment.stripe_payment_intent_id
     try:
@@ -551,8 +574,6 @@ def _charge(*, payment: Payment, customer_id: str, card_id: str) -> Payment:
             )
         intent = gateway.raw_call(stripe.PaymentIntent.confirm, intent_id, idempotency_key=f"pi-confirm-{payment.pk}")
     except stripe.StripeError as exc:
-        from payments.errors import is_unavailable, translate_stripe_error
-
         error = translate_stripe_error(exc, param="payment_method")
         if is_unavailable(exc):
             raise error from exc
@@ -608,10 +629,6 @@ def _refund_parts(*, order: Any, payment: Payment, amount: int) -> tuple[int, in
     refund of an order together reverse exactly ``Order.fee`` and
     ``Order.merchant_net``. The caller holds the payment's row lock.
     """
-    from django.db.models import Sum
-
-    from config.money import proportional
-    from payments.models import Refund, RefundStatus
 
     reversed_fee = (
         Refund.objects.filter(payment_id=payment.pk)
@@ -625,8 +642,6 @@ def _refund_parts(*, order: Any, payment: Payment, amount: int) -> tuple[int, in
 
 
 def _refund_legs(*, order: Any, payment: Payment, amount: int, fee_part: int, net_part: int) -> list[Any]:
-    from wallets.models import AccountKind
-    from wallets.services import Leg, platform_account_id, wallet_id_for
 
     currency = payment.currency
     if payment.method == PaymentMethodType.WALLET:
@@ -642,7 +657,6 @@ def _refund_legs(*, order: Any, payment: Payment, amount: int, fee_part: int, ne
 
 
 def _check_refunder(*, order: Any, requested_by: User) -> None:
-    from config.errors import PermissionDeniedError
 
     if requested_by.is_staff:
         return
@@ -653,7 +667,7 @@ def _check_refunder(*, order: Any, requested_by: User) -> None:
 
 
 def _order_refunded_hook(*, order: Any, payment: Payment) -> None:
-    from orders import services as order_services
+    from orders import services as order_services  # a cycle: orders.services imports this module
 
     hook = getattr(order_services, "order_on_refund", None)
     if hook is None:
@@ -674,7 +688,6 @@ def refund_create(*, order_id: str, amount: int | None, reason: str, requested_b
     AlreadyRefunded, RefundExceedsPayment, InsufficientFunds (merchant), and
     for cards CardDeclined/StripeUnavailable (the latter leaves it pending).
     """
-    from orders.models import Order
 
     order = Order.objects.filter(pk=order_id).first()
     if order is None:
@@ -688,13 +701,6 @@ def refund_create(*, order_id: str, amount: int | None, reason: str, requested_b
 
 @retry_on_contention()
 def _refund_reserve(*, order_id: str, amount: int | None, reason: str, requested_by: User) -> Any:
-    from accounts.services import audit_record
-    from config.errors import AlreadyRefunded, InvalidStatus, RefundExceedsPayment
-    from orders.locks import lock_order
-    from payments.locks import lock_payment
-    from payments.models import Refund, RefundStatus
-    from wallets.models import EntryKind
-    from wallets.services import ledger_post
 
     with transaction.atomic():
         order = lock_order(order_id)
@@ -752,8 +758,6 @@ def _refund_reserve(*, order_id: str, amount: int | None, reason: str, requested
 
 def _refund_at_stripe(*, refund_id: str) -> Any:
     """Asks Stripe for a reserved card refund (idempotency key from the refund id), then finishes it."""
-    from payments.errors import is_unavailable, translate_stripe_error
-    from payments.models import Refund
 
     refund = Refund.objects.select_related("payment").get(pk=refund_id)
     try:
@@ -782,12 +786,6 @@ def refund_finish(*, refund_id: str, stripe_refund: Any, failure: str = "") -> A
     a refusal (``stripe_refund`` None): the reservation and the reversal are
     released. Locks: Order → Payment → Refund → wallet accounts.
     """
-    from orders.locks import lock_order
-    from orders.models import Order
-    from payments.locks import lock_payment, lock_refund
-    from payments.models import Refund, RefundStatus
-    from wallets.models import EntryKind
-    from wallets.services import ledger_post
 
     payment_id = Refund.objects.values_list("payment_id", flat=True).get(pk=refund_id)
     order_id = Order.objects.filter(payment_id=payment_id).values_list("pk", flat=True).first()
@@ -844,7 +842,6 @@ def refund_finish(*, refund_id: str, stripe_refund: Any, failure: str = "") -> A
 
 def _dispute_holder(*, payment: Payment, order: Any) -> tuple[str, int]:
     """The wallet whose money a dispute freezes, and how much: the merchant's net, or a deposit's amount."""
-    from wallets.services import wallet_id_for
 
     if order is not None:
         return wallet_id_for(user_id=order.merchant_id, role="merchant", currency=payment.currency), order.merchant_net
@@ -859,10 +856,6 @@ def dispute_open(*, payment_id: str, stripe_dispute_id: str, amount: int, reason
     disputes +held; a merchant with less than the net has what there is held
     (``Dispute.held_amount``). Locks: Order → Payment → wallet account.
     """
-    from payments.models import Dispute
-    from wallets.locks import lock_accounts
-    from wallets.models import AccountKind, EntryKind
-    from wallets.services import Leg, ledger_post, platform_account_id
 
     with transaction.atomic():
         payment, order = _lock_payment_with_owner(payment_id)
@@ -905,12 +898,6 @@ def dispute_resolve(*, dispute_id: str, outcome: str, actor: User | None) -> Any
     platform fee of the order and, for any shortfall, the platform's
     adjustments account. Audited. Locks: Order → Payment → Dispute → wallet account.
     """
-    from accounts.services import audit_record
-    from config.errors import InvalidStatus, ValidationFailed
-    from payments.locks import lock_dispute
-    from payments.models import Dispute, DisputeStatus
-    from wallets.models import AccountKind, EntryKind
-    from wallets.services import Leg, ledger_post, platform_account_id
 
     if outcome not in (DisputeStatus.WON, DisputeStatus.LOST):
         raise ValidationFailed("Outcome must be won or lost.", param="outcome")
@@ -1016,7 +1003,6 @@ def _payment_for_charge(charge: Mapping[str, Any]) -> Payment | None:
 
 
 def _on_charge_refunded_event(event: Any) -> None:
-    from payments.models import Refund, RefundStatus
 
     charge = _retrieve_or_payload(stripe.Charge.retrieve, event.object_id, event.payload)
     payment = _payment_for_charge(charge)
@@ -1033,7 +1019,6 @@ def _on_charge_refunded_event(event: Any) -> None:
 
 
 def _on_refund_updated_event(event: Any) -> None:
-    from payments.models import Refund
 
     stripe_refund = _retrieve_or_payload(stripe.Refund.retrieve, event.object_id, event.payload)
     refund = Refund.objects.filter(stripe_refund_id=stripe_refund.get("id")).first()
@@ -1057,7 +1042,6 @@ def _dispute_payment(dispute: Mapping[str, Any]) -> Payment | None:
 
 
 def _on_dispute_event(event: Any) -> None:
-    from payments.models import Dispute, DisputeStatus
 
     dispute_data = _retrieve_or_payload(stripe.Dispute.retrieve, event.object_id, event.payload)
     payment = _dispute_payment(dispute_data)
@@ -1098,11 +1082,6 @@ def stripe_event_process(*, event_id: str) -> Any:
     A failure is recorded (status ``failed``, ``last_error``) and re-raised
     for the task to retry. Call outside a transaction.
     """
-    import traceback
-
-    from django.db.models import F
-
-    from payments.models import StripeEvent, StripeEventStatus
 
     event = StripeEvent.objects.get(pk=event_id)
     if event.status in (StripeEventStatus.PROCESSED, StripeEventStatus.IGNORED):
@@ -1153,7 +1132,6 @@ def payment_reconcile(*, payment_id: str) -> Payment:
 
 def refund_reconcile(*, refund_id: str) -> Any:
     """Settles a pending card refund: asks Stripe again with the same idempotency key, or re-reads it."""
-    from payments.models import Refund
 
     refund = Refund.objects.select_related("payment").get(pk=refund_id)
     if refund.stripe_refund_id:
@@ -1180,9 +1158,6 @@ def _find_stripe_refund(refund: Any) -> Mapping[str, Any] | None:
 
 def payments_reconcile(*, min_age_seconds: int | None = None) -> dict[str, int]:
     """Settles every card payment and refund in flight for longer than ``min_age_seconds``."""
-    from datetime import timedelta
-
-    from payments.models import Refund, RefundStatus
 
     age = settings.STRIPE_RECONCILE_AFTER_SECONDS if min_age_seconds is None else min_age_seconds
     cutoff = timezone.now() - timedelta(seconds=age)
