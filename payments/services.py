@@ -410,23 +410,19 @@ def _intent_outcome(intent: Mapping[str, Any]) -> tuple[str | None, dict[str, An
     return ours, fields
 
 
-def _owner_hook(payment: Payment, order: Any) -> None:
+def _owner_hook(payment: Payment, order: Order | None) -> None:
     """Tells the order or the deposit that its payment changed (same transaction, rows locked)."""
     if payment.kind == "order":
         if order is None:
             return
         from orders import services as order_services  # a cycle: orders.services imports this module
 
-        hook = getattr(order_services, "order_on_payment_changed", None)
-        if hook is None:
-            logger.error("orders.services.order_on_payment_changed is missing", extra={"payment_id": payment.pk})
-            return
-        hook(order=order, payment=payment)
+        order_services.order_on_payment_changed(order=order, payment=payment)
     else:
         deposit_on_payment_changed(payment=payment)
 
 
-def _lock_payment_with_owner(payment_id: str) -> tuple[Payment, Any]:
+def _lock_payment_with_owner(payment_id: str) -> tuple[Payment, Order | None]:
     """Locks the payment's order (if any) then the payment: the global lock order."""
 
     order = None
@@ -553,7 +549,6 @@ def card_payment_cancel(*, payment_id: str) -> Payment:
 
 
 def _charge(*, payment: Payment, customer_id: str, card_id: str) -> Payment:
-
     intent_id = payment.stripe_payment_intent_id
     try:
         if not intent_id:
@@ -621,7 +616,7 @@ def refund_release_key(refund_id: str) -> str:
     return f"refund-failed:{refund_id}"
 
 
-def _refund_parts(*, order: Any, payment: Payment, amount: int) -> tuple[int, int]:
+def _refund_parts(*, order: Order, payment: Payment, amount: int) -> tuple[int, int]:
     """(fee_part, net_part) of a new refund, with cumulative rounding.
 
     The fee reversed so far plus this part equals the order's fee times the
@@ -641,8 +636,7 @@ def _refund_parts(*, order: Any, payment: Payment, amount: int) -> tuple[int, in
     return fee_part, amount - fee_part
 
 
-def _refund_legs(*, order: Any, payment: Payment, amount: int, fee_part: int, net_part: int) -> list[Any]:
-
+def _refund_legs(*, order: Order, payment: Payment, amount: int, fee_part: int, net_part: int) -> list[Any]:
     currency = payment.currency
     if payment.method == PaymentMethodType.WALLET:
         back_to = wallet_id_for(user_id=order.buyer_id, role="customer", currency=currency)
@@ -656,8 +650,7 @@ def _refund_legs(*, order: Any, payment: Payment, amount: int, fee_part: int, ne
     return legs
 
 
-def _check_refunder(*, order: Any, requested_by: User) -> None:
-
+def _check_refunder(*, order: Order, requested_by: User) -> None:
     if requested_by.is_staff:
         return
     if requested_by.role != "merchant":
@@ -666,14 +659,10 @@ def _check_refunder(*, order: Any, requested_by: User) -> None:
         raise NotFound("No such order.")
 
 
-def _order_refunded_hook(*, order: Any, payment: Payment) -> None:
+def _order_refunded_hook(*, order: Order, payment: Payment) -> None:
     from orders import services as order_services  # a cycle: orders.services imports this module
 
-    hook = getattr(order_services, "order_on_refund", None)
-    if hook is None:
-        logger.error("orders.services.order_on_refund is missing", extra={"order_id": order.pk})
-        return
-    hook(order=order, payment=payment)
+    order_services.order_on_refund(order=order, payment=payment)
 
 
 def refund_create(*, order_id: str, amount: int | None, reason: str, requested_by: User) -> Any:
@@ -701,7 +690,6 @@ def refund_create(*, order_id: str, amount: int | None, reason: str, requested_b
 
 @retry_on_contention()
 def _refund_reserve(*, order_id: str, amount: int | None, reason: str, requested_by: User) -> Any:
-
     with transaction.atomic():
         order = lock_order(order_id)
         if order.payment_id is None or order.status not in ("paid", "partially_refunded", "refunded"):
@@ -840,7 +828,7 @@ def refund_finish(*, refund_id: str, stripe_refund: Any, failure: str = "") -> A
 # --- disputes ----------------------------------------------------------------
 
 
-def _dispute_holder(*, payment: Payment, order: Any) -> tuple[str, int]:
+def _dispute_holder(*, payment: Payment, order: Order | None) -> tuple[str, int]:
     """The wallet whose money a dispute freezes, and how much: the merchant's net, or a deposit's amount."""
 
     if order is not None:
@@ -1003,7 +991,6 @@ def _payment_for_charge(charge: Mapping[str, Any]) -> Payment | None:
 
 
 def _on_charge_refunded_event(event: Any) -> None:
-
     charge = _retrieve_or_payload(stripe.Charge.retrieve, event.object_id, event.payload)
     payment = _payment_for_charge(charge)
     if payment is None:
@@ -1019,7 +1006,6 @@ def _on_charge_refunded_event(event: Any) -> None:
 
 
 def _on_refund_updated_event(event: Any) -> None:
-
     stripe_refund = _retrieve_or_payload(stripe.Refund.retrieve, event.object_id, event.payload)
     refund = Refund.objects.filter(stripe_refund_id=stripe_refund.get("id")).first()
     if refund is None:
@@ -1042,7 +1028,6 @@ def _dispute_payment(dispute: Mapping[str, Any]) -> Payment | None:
 
 
 def _on_dispute_event(event: Any) -> None:
-
     dispute_data = _retrieve_or_payload(stripe.Dispute.retrieve, event.object_id, event.payload)
     payment = _dispute_payment(dispute_data)
     if payment is None:
