@@ -63,7 +63,7 @@ from orders.models import (
 )
 from payments.locks import lock_payment
 from payments.models import Payment, PaymentKind, PaymentStatus, Refund, RefundStatus
-from payments.services import payment_create
+from payments.services import card_payment_cancel, payment_create
 from wallets.models import AccountKind, Entry, EntryKind
 from wallets.services import Leg, ledger_post, platform_account_id, wallet_id_for
 
@@ -492,18 +492,8 @@ def _payment_intent_cancel(order: Order) -> None:
     """
     if order.payment_method != OrderPaymentMethod.CARD or order.payment_id is None:
         return
-    from payments import services as payment_services
-
-    # card_payment_cancel (when payments provides it) cancels the intent at
-    # Stripe; payment_reconcile at least applies Stripe's truth (a payment that
-    # succeeded meanwhile then pays the order instead of being lost).
-    cancel = getattr(payment_services, "card_payment_cancel", None) or getattr(
-        payment_services, "payment_reconcile", None
-    )
-    if cancel is None:
-        return
     try:
-        cancel(payment_id=order.payment_id)
+        card_payment_cancel(payment_id=order.payment_id)
     except StripeUnavailable:
         raise
     except DomainError as exc:
