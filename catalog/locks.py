@@ -8,6 +8,7 @@ read back in a single round trip. The lock is held until the caller commits.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 from django.db.models import F
@@ -29,24 +30,30 @@ class TakenStock:
     stock_left: int | None  # None: unlimited
 
 
+def stock_take_sql(product_id: str, quantity: int) -> tuple[str, list[Any]]:
+    """The conditional ``UPDATE … RETURNING merchant_id, price, currency,
+    fulfillment, stock`` of ``stock_take``, for callers that embed it in a
+    larger statement (a CTE): no row when the product is not public or short."""
+    sql = f"""
+        UPDATE {_TABLE}
+           SET stock = CASE WHEN stock IS NULL THEN NULL ELSE stock - %s END,
+               updated_at = %s
+         WHERE id = %s AND is_active AND deleted_at IS NULL
+           AND (stock IS NULL OR stock >= %s)
+     RETURNING merchant_id, price, currency, fulfillment, stock
+    """  # noqa: S608 - the table name is ours, every value is a parameter
+    return sql, [quantity, timezone.now(), product_id, quantity]
+
+
 def stock_take(product_id: str, quantity: int) -> TakenStock | None:
     """Takes ``quantity`` from a public product's stock and locks its row.
 
     Returns None, taking nothing, when the product is not public or has too
     little stock left (the caller tells which apart with an unlocked read).
     """
+    sql, params = stock_take_sql(product_id, quantity)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            UPDATE {_TABLE}
-               SET stock = CASE WHEN stock IS NULL THEN NULL ELSE stock - %s END,
-                   updated_at = %s
-             WHERE id = %s AND is_active AND deleted_at IS NULL
-               AND (stock IS NULL OR stock >= %s)
-         RETURNING merchant_id, price, currency, fulfillment, stock
-            """,  # noqa: S608 - the table name is ours, every value is a parameter
-            [quantity, timezone.now(), product_id, quantity],
-        )
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None

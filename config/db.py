@@ -7,9 +7,9 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, models
 
 logger = logging.getLogger(__name__)
 
@@ -55,3 +55,19 @@ def retry_on_contention(attempts: int = 5) -> Callable[[Callable[P, R]], Callabl
         return wrapper
 
     return decorate
+
+
+def insert_values(instance: models.Model) -> tuple[str, list[Any]]:
+    """``INSERT INTO table (every column) VALUES (%s, …)`` for an unsaved instance, and its parameters.
+
+    For statements that insert rows as part of a larger SQL statement (a
+    data-modifying CTE): the values are exactly what ``save()`` would write.
+    """
+    meta = instance._meta
+    quote = connection.ops.quote_name
+    fields = meta.concrete_fields
+    columns = ", ".join(quote(str(field.column)) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    values = [field.get_db_prep_save(getattr(instance, field.attname), connection) for field in fields]
+    # Table and column names are the model's own; every value is a parameter.
+    return f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders})", values  # noqa: S608

@@ -18,15 +18,16 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import audit_record
-from catalog.locks import TakenStock, stock_return, stock_take
+from catalog.cache import catalog_cache_bump_on_commit
+from catalog.locks import TakenStock, stock_return, stock_take, stock_take_sql
 from catalog.models import Product
-from config.db import retry_on_contention
+from config.db import insert_values, retry_on_contention
 from config.errors import (
     CardDeclined,
     DomainError,
@@ -63,9 +64,16 @@ from orders.models import (
 )
 from payments.locks import lock_payment
 from payments.models import Payment, PaymentKind, PaymentStatus, Refund, RefundStatus
-from payments.services import card_payment_cancel, payment_create
+from payments.services import card_payment_cancel, payment_build, payment_create
 from wallets.models import AccountKind, Entry, EntryKind
-from wallets.services import Leg, ledger_post, platform_account_id, wallet_id_for
+from wallets.services import (
+    Leg,
+    ledger_post,
+    ledger_post_statement,
+    ledger_refusal,
+    platform_account_id,
+    wallet_id_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -258,29 +266,89 @@ def _wallet_purchase(*, buyer: User, product_id: str, quantity: int, terms: _Ter
     order = _new_order(
         buyer=buyer, product_id=product_id, quantity=quantity, terms=terms, method=OrderPaymentMethod.WALLET, now=now
     )
+    payment = payment_build(
+        user=buyer, kind=PaymentKind.ORDER, method=OrderPaymentMethod.WALLET, amount=order.amount,
+        currency=order.currency, now=now,
+    )  # fmt: skip
+    order.payment = payment
+    order.status = OrderStatus.PAID
+    order.paid_at = now
+    order.fulfillment = terms.fulfillment
+    event = _event_build(order, OrderEventType.PAID)
+    legs = _purchase_legs(order, paid_from=buyer_wallet)
     try:
         with transaction.atomic():
-            payment = payment_create(
-                user=buyer, kind=PaymentKind.ORDER, method=OrderPaymentMethod.WALLET, amount=order.amount,
-                currency=order.currency,
-            )  # fmt: skip
-            order.payment = payment
-            order.status = OrderStatus.PAID
-            order.paid_at = now
-            order.fulfillment = terms.fulfillment
-            order.save(force_insert=True)
-            _event_record(order, OrderEventType.PAID, check_existing=False)
-            _take_stock_for(order, terms)
-            ledger_post(
-                kind=EntryKind.PURCHASE,
-                currency=order.currency,
-                reference=order.pk,
-                idempotency_key=purchase_key(order.pk),
-                legs=_purchase_legs(order, paid_from=buyer_wallet),
-            )
+            if connection.vendor == "postgresql":
+                _wallet_purchase_statement(order, payment, event, legs, terms)
+            else:
+                payment.save(force_insert=True)
+                order.save(force_insert=True)
+                event.save(force_insert=True)
+                _take_stock_for(order, terms)
+                ledger_post(
+                    kind=EntryKind.PURCHASE,
+                    currency=order.currency,
+                    reference=order.pk,
+                    idempotency_key=purchase_key(order.pk),
+                    legs=legs,
+                )
+            _event_dispatch_on_commit(event)
     except _NoStock:
         raise _no_stock_reason(product_id) from None
     return order
+
+
+def _wallet_purchase_statement(
+    order: Order, payment: Payment, event: OrderEvent, legs: list[Leg], terms: _Terms
+) -> None:
+    """The wallet purchase in one round trip (PostgreSQL): the same rows, locks and lock order as the
+    portable path above, as one statement of data-modifying CTEs.
+
+    The stock is taken first (product row lock, ``catalog.locks.stock_take_sql``), then, only if the
+    product still sells on the terms the order was built on, the wallets move in pk order
+    (``wallets.services.ledger_post_statement``); the payment, order, event and ledger rows are
+    inserted by the same statement. Whatever did not happen is raised, and the caller's
+    transaction rolls back everything the statement did.
+    """
+    stock_sql, params = stock_take_sql(order.product_id, order.quantity)
+    ledger = ledger_post_statement(
+        kind=EntryKind.PURCHASE,
+        currency=order.currency,
+        reference=order.pk,
+        idempotency_key=purchase_key(order.pk),
+        legs=legs,
+        after="purchase_live",
+        now=order.created_at,
+    )
+    ctes = [
+        f"purchase_taken AS ({stock_sql})",
+        "purchase_live AS (SELECT 1 FROM purchase_taken"
+        " WHERE merchant_id = %s AND price = %s AND currency = %s AND fulfillment = %s)",
+        *ledger.ctes,
+    ]
+    params += [terms.merchant_id, terms.price, terms.currency, terms.fulfillment, *ledger.params]
+    for name, row in (("purchase_payment", payment), ("purchase_order", order), ("purchase_event", event)):
+        insert, values = insert_values(row)
+        ctes.append(f"{name} AS ({insert})")
+        params += values
+    # Every name in the statement is ours; every value is a parameter.
+    moved = f"(SELECT count(*) FROM {ledger.last_wallet})" if ledger.last_wallet else "1"  # noqa: S608
+    sql = (
+        "WITH " + ", ".join(ctes) + " SELECT t.merchant_id, t.price, t.currency, t.fulfillment, t.stock,"  # noqa: S608
+        f" (SELECT count(*) FROM purchase_live), {moved}"
+        " FROM (VALUES (1)) AS one(x) LEFT JOIN purchase_taken AS t ON true"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        merchant_id, price, currency, fulfillment, stock_left, live, wallets_moved = cursor.fetchone()
+    if merchant_id is None:
+        raise _NoStock()
+    if not live:
+        raise _StaleTerms(_Terms(merchant_id, price, currency, fulfillment))
+    if not wallets_moved:
+        raise ledger_refusal(ledger)
+    if stock_left is not None:
+        catalog_cache_bump_on_commit()
 
 
 def order_buy_with_card(*, buyer: User, product_id: str, quantity: int = 1, card: str | None = None) -> Order:
@@ -561,23 +629,45 @@ def _event_record(
     check_existing: bool = True,
 ) -> OrderEvent | None:
     """Writes the event in the caller's transaction; fans it out after commit."""
-    key = f"{order.pk}:{event_type}:{key_suffix}"
+    key = _event_key(order, event_type, key_suffix)
     if check_existing and OrderEvent.objects.filter(key=key).exists():
         return None
+    event = _event_build(order, event_type, key_suffix=key_suffix, extra=extra)
+    event.save(force_insert=True)
+    _event_dispatch_on_commit(event)
+    return event
+
+
+def _event_key(order: Order, event_type: str, key_suffix: str = "") -> str:
+    return f"{order.pk}:{event_type}:{key_suffix}"
+
+
+def _event_build(
+    order: Order, event_type: str, *, key_suffix: str = "", extra: dict[str, Any] | None = None
+) -> OrderEvent:
+    """The unsaved event; already marked dispatched when nobody is subscribed."""
     now = timezone.now()
-    event = OrderEvent(order=order, merchant_id=order.merchant_id, type=event_type, key=key, created_at=now)
+    event = OrderEvent(
+        order=order,
+        merchant_id=order.merchant_id,
+        type=event_type,
+        key=_event_key(order, event_type, key_suffix),
+        created_at=now,
+    )
     data = order_event_object(order)
     data.update(extra or {})
     event.payload = {"id": event.pk, "type": event_type, "created": int(now.timestamp()), "data": {"object": data}}
-    has_receivers = bool(settings.ORDER_EVENTS_URL) or _merchant_has_endpoints(order.merchant_id)
-    if not has_receivers:
+    if not (settings.ORDER_EVENTS_URL or _merchant_has_endpoints(order.merchant_id)):
         # Nobody to tell: recorded as dispatched, and no task is queued.
         event.dispatched_at = now
-    event.save(force_insert=True)
-    if has_receivers:
+    return event
+
+
+def _event_dispatch_on_commit(event: OrderEvent) -> None:
+    """Once the caller commits, fans the saved event out (unless nobody was subscribed)."""
+    if event.dispatched_at is None:
         event_id = event.pk
         transaction.on_commit(lambda: _fan_out_enqueue(event_id))
-    return event
 
 
 def _endpoints_cache_key(merchant_id: str) -> str:

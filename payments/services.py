@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import requests
@@ -71,9 +71,18 @@ def payment_create(*, user: User, kind: str, method: str, amount: int, currency:
     ledger entry in the same transaction. A card payment starts in
     ``requires_payment_method`` until the card is charged.
     """
-    now = timezone.now()
+    payment = payment_build(user=user, kind=kind, method=method, amount=amount, currency=currency)
+    payment.save(force_insert=True)
+    return payment
+
+
+def payment_build(
+    *, user: User, kind: str, method: str, amount: int, currency: str, now: datetime | None = None
+) -> Payment:
+    """The unsaved payment ``payment_create`` records (for a caller that inserts it itself)."""
+    now = now or timezone.now()
     is_wallet = method == PaymentMethodType.WALLET
-    payment = Payment(
+    return Payment(
         user=user,
         kind=kind,
         method=method,
@@ -84,8 +93,6 @@ def payment_create(*, user: User, kind: str, method: str, amount: int, currency:
         updated_at=now,
         succeeded_at=now if is_wallet else None,
     )
-    payment.save(force_insert=True)
-    return payment
 
 
 # --- setup -------------------------------------------------------------------

@@ -4,6 +4,8 @@ Other apps call ``ledger_post`` inside their own transaction. It locks the
 wallet accounts an entry touches (pk order, see ``wallets.locks``), checks
 that no wallet would go below zero, updates their balances and writes the
 entry with its postings: four statements whatever the number of legs.
+``ledger_post_statement`` is the same as parts of one PostgreSQL statement,
+for the wallet purchase, whose whole transaction is one round trip.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import functools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -19,7 +22,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.services import audit_record
-from config.db import retry_on_contention
+from config.db import insert_values, retry_on_contention
 from config.errors import InsufficientFunds, NotFound, PaymentMethodInvalid, ValidationFailed
 from config.ids import new_id
 from payments.models import Payment, PaymentStatus
@@ -41,6 +44,9 @@ from wallets.models import (
 
 if TYPE_CHECKING:
     from accounts.models import User
+
+_ACCOUNT = Account._meta.db_table
+_POSTING = Posting._meta.db_table
 
 
 class LedgerError(Exception):
@@ -156,11 +162,7 @@ def ledger_post(
     in the global order. Raises ``InsufficientFunds`` when a wallet would go
     below zero, ``IntegrityError`` when ``idempotency_key`` was posted before.
     """
-    if sum(leg.amount for leg in legs) != 0:
-        raise LedgerError(f"entry {idempotency_key} does not balance: {[leg.amount for leg in legs]}")
-    if not any(leg.amount for leg in legs) and not any(leg.held for leg in legs):
-        raise LedgerError(f"entry {idempotency_key} moves nothing")
-
+    _check_entry(legs, idempotency_key)
     platform_accounts_ensure(currency)
     with transaction.atomic(savepoint=False):
         wallet_ids = {leg.account_id for leg in legs} - platform_account_ids(currency)
@@ -213,6 +215,121 @@ def ledger_post(
         entry.save()
         Posting.objects.bulk_create(postings)
     return entry
+
+
+def _check_entry(legs: Sequence[Leg], idempotency_key: str) -> None:
+    if sum(leg.amount for leg in legs) != 0:
+        raise LedgerError(f"entry {idempotency_key} does not balance: {[leg.amount for leg in legs]}")
+    if not any(leg.amount for leg in legs) and not any(leg.held for leg in legs):
+        raise LedgerError(f"entry {idempotency_key} moves nothing")
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerStatement:
+    """``ledger_post`` as parts of one PostgreSQL statement (see ``ledger_post_statement``)."""
+
+    ctes: list[str]  # "name AS (…)", in order
+    params: list[Any]  # their parameters, in the same order
+    last_wallet: str | None  # the CTE of the last wallet updated: one row iff every wallet moved
+    entry: Entry
+    legs: Sequence[Leg]
+
+
+def ledger_post_statement(
+    *,
+    kind: str,
+    currency: str,
+    reference: str,
+    idempotency_key: str,
+    legs: Sequence[Leg],
+    after: str,
+    now: datetime,
+) -> LedgerStatement:
+    """``ledger_post`` as common table expressions, for a caller that does its
+    whole transaction in one round trip (PostgreSQL only).
+
+    Each wallet leg is one conditional ``UPDATE … RETURNING``, in pk order, and
+    each runs only once the one before it returned its row, the first only once
+    the caller's CTE ``after`` has a row: so the wallets are locked after the
+    caller's own locks and in pk order, as ``lock_accounts`` would. A wallet
+    moves only if it is in ``currency`` and neither its balance nor its held
+    amount would go below zero. The entry and its postings (with each wallet's
+    balance after) are inserted by the same statement.
+
+    The caller must roll back unless ``last_wallet`` returned a row, and then
+    raise ``ledger_refusal(statement)``.
+    """
+    _check_entry(legs, idempotency_key)
+    platform_accounts_ensure(currency)
+    platform = platform_account_ids(currency)
+    if any(leg.held for leg in legs if leg.account_id in platform):
+        raise LedgerError("only wallets hold funds")
+    wallet_legs = sorted((leg for leg in legs if leg.account_id not in platform), key=lambda leg: leg.account_id)
+    if len({leg.account_id for leg in wallet_legs}) != len(wallet_legs):
+        raise LedgerError(f"entry {idempotency_key} has two legs on one wallet")
+
+    entry = Entry(
+        kind=kind,
+        currency=currency,
+        reference=reference,
+        idempotency_key=idempotency_key,
+        memo="",
+        created_at=now,
+    )
+    ctes: list[str] = []
+    params: list[Any] = []
+    previous = after
+    wallet_ctes: list[str] = []
+    for index, leg in enumerate(wallet_legs):
+        name = f"ledger_wallet_{index}"
+        ctes.append(
+            f"{name} AS (UPDATE {_ACCOUNT} SET balance = balance + %s, held = held + %s, updated_at = %s"  # noqa: S608
+            " WHERE id = %s AND currency = %s AND balance + %s >= 0 AND held + %s >= 0"
+            f" AND EXISTS (SELECT 1 FROM {previous}) RETURNING id, balance)"
+        )
+        params += [leg.amount, leg.held, now, leg.account_id, currency, leg.amount, leg.held]
+        previous = name
+        wallet_ctes.append(name)
+
+    entry_sql, entry_params = insert_values(entry)
+    ctes.append(f"ledger_entry AS ({entry_sql})")
+    params += entry_params
+
+    moving = [leg for leg in legs if leg.amount]
+    rows = ", ".join(["(%s, %s, %s::bigint)"] * len(moving))
+    params += [now, entry.pk]  # the SELECT's two, ahead of the VALUES
+    for leg in moving:
+        params += [Posting._meta.pk.get_default(), leg.account_id, leg.amount]  # type: ignore[union-attr]
+    balances = " UNION ALL ".join(f"SELECT id, balance FROM {name}" for name in wallet_ctes)  # noqa: S608
+    join = f" LEFT JOIN ({balances}) AS w ON w.id = v.account_id" if wallet_ctes else ""
+    after_column = "w.balance" if wallet_ctes else "NULL::bigint"
+    ctes.append(
+        # Names are ours, every value is a parameter.
+        f"ledger_postings AS (INSERT INTO {_POSTING} (id, amount, balance_after, created_at, account_id, entry_id)"  # noqa: S608
+        f" SELECT v.id, v.amount, {after_column}, %s, v.account_id, %s"
+        f" FROM (VALUES {rows}) AS v(id, account_id, amount){join})"
+    )
+    return LedgerStatement(ctes, params, wallet_ctes[-1] if wallet_ctes else None, entry, legs)
+
+
+def ledger_refusal(statement: LedgerStatement) -> Exception:
+    """Why a ``ledger_post_statement`` moved not every wallet: InsufficientFunds,
+    or a LedgerError for a wallet that is missing or in another currency."""
+    currency = statement.entry.currency
+    ids = {leg.account_id for leg in statement.legs} - platform_account_ids(currency)
+    wallets = {a.id: a for a in Account.objects.filter(id__in=ids)}
+    for leg in statement.legs:
+        if leg.account_id not in ids:
+            continue
+        wallet = wallets.get(leg.account_id)
+        if wallet is None:
+            return LedgerError(f"unknown wallet account: {leg.account_id}")
+        if wallet.currency != currency:
+            return LedgerError(f"{wallet.id} holds {wallet.currency}, entry is {currency}")
+        if wallet.balance + leg.amount < 0:
+            return InsufficientFunds(f"Wallet balance {wallet.balance} is less than {-leg.amount}.", param="amount")
+    # Moved meanwhile (a deposit landed after the statement read the balance): still refused this time.
+    return InsufficientFunds("Wallet balance is less than the amount.", param="amount")
 
 
 def _store_balances(accounts: list[Account]) -> None:
