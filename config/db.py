@@ -66,6 +66,8 @@ def insert_values(instance: models.Model) -> tuple[str, list[Any]]:
     meta = instance._meta
     quote = connection.ops.quote_name
     fields = meta.concrete_fields
+    if instance.pk is None:  # the database numbers it (read it back with RETURNING)
+        fields = [field for field in fields if field is not meta.auto_field]
     columns = ", ".join(quote(str(field.column)) for field in fields)
     placeholders = ", ".join(["%s"] * len(fields))
     values = [field.get_db_prep_save(getattr(instance, field.attname), connection) for field in fields]

@@ -34,14 +34,16 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import IntegrityError, transaction
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
+from accounts.authentication import remember_validated_token
 from accounts.models import IdempotencyKey, IdempotencyKeyStatus
+from config.db import insert_values
 from config.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
@@ -102,6 +104,7 @@ def request_scope(request: HttpRequest) -> str:
         except TokenError:
             token = None
         if token is not None:
+            remember_validated_token(request, parts[1].encode(), token)
             user_id = token.get(jwt_settings.USER_ID_CLAIM)
             if user_id:
                 return f"usr:{user_id}"[:80]
@@ -127,6 +130,21 @@ def _replay(row: IdempotencyKey) -> HttpResponse:
     )
     response[REPLAYED_HEADER] = "true"
     return response
+
+
+def _insert_unless_taken(row: IdempotencyKey) -> bool:
+    """Inserts the claim unless (scope, key) is taken: one statement, committed on its own
+    (``INSERT … ON CONFLICT DO NOTHING RETURNING``; a concurrent claim of the same key waits
+    for the first to commit, then inserts nothing)."""
+    insert, values = insert_values(row)
+    with connection.cursor() as cursor:  # autocommit: the statement is its own transaction
+        cursor.execute(f"{insert} ON CONFLICT (scope, key) DO NOTHING RETURNING id", values)
+        inserted = cursor.fetchone()
+    if inserted is None:
+        return False
+    row.pk = inserted[0]
+    row._state.adding = False
+    return True
 
 
 class IdempotencyMiddleware:
@@ -174,21 +192,18 @@ class IdempotencyMiddleware:
         """Inserts the claim, or answers from the row another request left: replay, 409 or 422."""
         for _ in range(_CLAIM_ATTEMPTS):
             now = timezone.now()
-            try:
-                with transaction.atomic():
-                    row = IdempotencyKey.objects.create(
-                        scope=scope,
-                        key=key,
-                        request_hash=fingerprint,
-                        method="POST",
-                        path=path[:512],
-                        created_at=now,
-                        locked_at=now,
-                        expires_at=now + settings.IDEMPOTENCY_TTL,
-                    )
+            row = IdempotencyKey(
+                scope=scope,
+                key=key,
+                request_hash=fingerprint,
+                method="POST",
+                path=path[:512],
+                created_at=now,
+                locked_at=now,
+                expires_at=now + settings.IDEMPOTENCY_TTL,
+            )
+            if _insert_unless_taken(row):
                 return row, None
-            except IntegrityError:
-                pass
 
             existing = IdempotencyKey.objects.filter(scope=scope, key=key).first()
             if existing is None:  # released between our insert and this read
