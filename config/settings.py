@@ -97,10 +97,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # instead of failing with "database is locked" half-way through.
     DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
 else:
+    DATABASES["default"]["ENGINE"] = "config.postgres"  # Django's, without pattern-ops twin indexes
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-USING_POSTGRES = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
+USING_POSTGRES = DATABASES["default"]["ENGINE"] == "config.postgres"
 
 # --- cache, broker, tasks ---------------------------------------------------
 
