@@ -12,7 +12,9 @@ class Product(models.Model):
     """A merchant's digital product. ``stock`` None means unlimited."""
 
     id = PublicIdField("prd")
-    merchant = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="products")
+    merchant = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="products", db_index=False
+    )  # leads product_merchant_newest, which serves its lookups
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, max_length=5000)
     price = models.BigIntegerField()

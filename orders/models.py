@@ -40,8 +40,12 @@ class OrderPaymentMethod(models.TextChoices):
 
 class Order(models.Model):
     id = PublicIdField("ord")
-    buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
-    merchant = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="sales")
+    buyer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders", db_index=False
+    )  # leads order_buyer_newest, which serves its lookups
+    merchant = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="sales", db_index=False
+    )  # leads order_merchant_newest, which serves its lookups
     product = models.ForeignKey("catalog.Product", on_delete=models.PROTECT, related_name="orders")
     quantity = models.PositiveIntegerField(default=1)
     unit_price = models.BigIntegerField()

@@ -40,7 +40,9 @@ FINAL_PAYMENT_STATUSES = (PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED, Payme
 
 class Payment(models.Model):
     id = PublicIdField("pay")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payments")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payments", db_index=False
+    )  # leads payment_user_newest, which serves its lookups
     kind = models.CharField(max_length=16, choices=PaymentKind.choices)
     method = models.CharField(max_length=16, choices=PaymentMethodType.choices)
     amount = models.BigIntegerField()

@@ -138,7 +138,9 @@ class Posting(ImmutableModel):
 
     id = PublicIdField("txn")
     entry = models.ForeignKey(Entry, on_delete=models.PROTECT, related_name="postings")
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="postings")
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="postings", db_index=False
+    )  # leads posting_account_newest, which serves its lookups
     amount = models.BigIntegerField()
     # Wallet legs only: the account's balance right after this posting.
     balance_after = models.BigIntegerField(null=True, blank=True)
