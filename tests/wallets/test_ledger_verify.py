@@ -6,6 +6,7 @@ from django.db import DatabaseError, connection, transaction
 from tests.wallets.conftest import fund, verify
 from wallets.models import Account, Entry, Posting
 from wallets.services import withdrawal_request
+from wallets.verify import CHECKS
 
 
 def _raw(sql: str, params: list) -> None:
@@ -128,3 +129,42 @@ def test_ledger_verify_when_dispute_holds_wallet_funds_then_held_accounted(custo
     dispute_resolve(dispute_id=dispute.pk, outcome="won", actor=None)
     code, out = verify()
     assert code == 0, out
+
+
+def test_ledger_verify_when_wallet_posting_balance_after_negative_then_exit_1_naming_posting(customer):
+    entry = fund(customer, 5_000)
+    posting = Posting.objects.get(entry=entry, account__owner=customer)
+    _raw(f"UPDATE {Posting._meta.db_table} SET balance_after = -1 WHERE id = %s", [posting.pk])
+    code, out = verify()
+    assert code == 1
+    assert f"account {posting.account_id}: posting {posting.pk} has balance_after -1" in out
+    assert "  ok    every entry's postings sum to zero" in out  # only the broken invariant fails
+
+
+def test_ledger_verify_when_several_broken_then_every_check_listed_in_order_and_first_named(customer, merchant):
+    fund(customer, 5_000)
+    merchant_entry = fund(merchant, 7_000)
+    posting = Posting.objects.get(entry=merchant_entry, account__owner=merchant)
+    _raw(f"UPDATE {Posting._meta.db_table} SET amount = amount - 2 WHERE id = %s", [posting.pk])
+    account = Account.objects.get(owner=customer)
+    Account.objects.filter(pk=account.pk).update(held=300)
+    code, out = verify()
+    assert code == 1
+    lines = [line for line in out.splitlines() if line.startswith(("  ok ", "  FAIL "))]
+    assert [line.split(None, 1)[1].split(":")[0].split(" (")[0] for line in lines] == [c.name for c in CHECKS]
+    assert [line.split()[0] for line in lines] == ["FAIL", "ok", "FAIL", "ok", "ok", "FAIL"]
+    assert "Ledger broken (3 of 6 checks failed" in out
+    assert out.rstrip().endswith(f"first: entry {merchant_entry.pk}: postings sum to -2")
+
+
+def test_ledger_verify_when_progress_always_then_bar_on_stderr_and_lines_on_stdout(customer):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    fund(customer, 5_000)
+    out, err = StringIO(), StringIO()
+    call_command("ledger_verify", "--progress", "always", stdout=out, stderr=err)
+    assert "ledger_verify: 100%" in err.getvalue() and "6/6" in err.getvalue()
+    assert out.getvalue().count("  ok    ") == len(CHECKS)
+    assert "Ledger OK: 6 checks passed" in out.getvalue()
