@@ -62,6 +62,7 @@ DEFAULT_LOCK_TIMEOUT = timedelta(minutes=5)
 # Business answers that are part of the request's outcome, so they are replayed.
 STORED_CLIENT_ERRORS = frozenset({402, 409})
 _CLAIM_ATTEMPTS = 3
+_TABLE = IdempotencyKey._meta.db_table
 
 
 def request_fingerprint(method: str, path: str, body: bytes) -> str:
@@ -234,14 +235,23 @@ class IdempotencyMiddleware:
 
     @staticmethod
     def _complete(row: IdempotencyKey, response: HttpResponse) -> None:
-        stored = IdempotencyKey.objects.filter(
-            pk=row.pk, status=IdempotencyKeyStatus.IN_PROGRESS, locked_at=row.locked_at
-        ).update(
-            status=IdempotencyKeyStatus.COMPLETED,
-            response_status=response.status_code,
-            response_content_type=str(response.get("Content-Type", ""))[:128],
-            response_body=bytes(response.content),
-        )
+        # One plain statement (autocommit), fenced by the claim's timestamp: on every API POST with a key.
+        locked_at = IdempotencyKey._meta.get_field("locked_at").get_db_prep_save(row.locked_at, connection)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {_TABLE} SET status = %s, response_status = %s, response_content_type = %s,"  # noqa: S608
+                " response_body = %s WHERE id = %s AND status = %s AND locked_at = %s",
+                [
+                    IdempotencyKeyStatus.COMPLETED.value,
+                    response.status_code,
+                    str(response.get("Content-Type", ""))[:128],
+                    bytes(response.content),
+                    row.pk,
+                    IdempotencyKeyStatus.IN_PROGRESS.value,
+                    locked_at,
+                ],
+            )
+            stored = cursor.rowcount
         if not stored:
             logger.warning("idempotency claim lost before completion", extra={"scope": row.scope})
 

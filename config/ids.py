@@ -8,6 +8,7 @@ same millisecond are kept strictly increasing.
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
@@ -24,12 +25,15 @@ ID_LENGTH = 26
 PREFIXES = frozenset({"usr", "acc", "ent", "txn", "dep", "wdr", "prd", "ord", "pay", "ref", "evt", "whk", "dsp", "dlv"})
 
 
+# RFC 4648 base32 (done in C by base64) maps 5-bit groups to "A…Z2…7"; this turns them into Crockford's.
+_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
+
+
 def _encode(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        value, rem = divmod(value, 32)
-        chars.append(_ALPHABET[rem])
-    return "".join(reversed(chars))
+    """``value`` as ``length`` Crockford base32 digits (5 bits each, most significant first)."""
+    width = (length * 5 + 39) // 40 * 5  # whole 40-bit groups, so base32 needs no padding
+    digits = base64.b32encode(value.to_bytes(width, "big")).translate(_FROM_RFC4648)
+    return digits[len(digits) - length :].decode()
 
 
 def ulid() -> str:
