@@ -255,9 +255,9 @@ if STRIPE_API_BASE:
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
 DJSTRIPE_WEBHOOK_TOLERANCE = 300
-# The webhook request only claims the event (one row per event id); a Celery
-# task applies it after commit (payments.webhooks, payments.tasks).
-DJSTRIPE_WEBHOOK_EVENT_CALLBACK = "payments.webhooks.webhook_received"
+# Webhook deliveries never reach dj-stripe's view: payments.views.stripe_webhook
+# serves its URL, claims the event (one row per event id) and a Celery task
+# applies it (payments.webhooks, payments.tasks).
 # Card payments and refunds left in flight longer than this are settled by
 # payments.tasks.reconcile_payments (Stripe is asked for the truth).
 STRIPE_RECONCILE_AFTER_SECONDS = env.int("STRIPE_RECONCILE_AFTER_SECONDS", default=120)

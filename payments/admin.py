@@ -26,6 +26,7 @@ from payments.models import (
     StripeEvent,
     StripeEventStatus,
 )
+from payments.webhooks import event_apply_lock
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -197,12 +198,16 @@ class StripeEventAdmin(ReadOnlyAdmin):
     def replay(self, request: HttpRequest, queryset: QuerySet[StripeEvent]) -> None:
         ok = failed = 0
         for event in queryset.exclude(status=StripeEventStatus.PROCESSED).order_by("received_at"):
-            try:
-                services.stripe_event_process(event_id=event.pk)
-                ok += 1
-            except Exception as exc:
-                failed += 1
-                self.message_user(request, f"{event.pk}: {type(exc).__name__}: {exc}", messages.ERROR)
+            with event_apply_lock(event.pk) as mine:
+                if not mine:
+                    self.message_user(request, f"{event.pk}: a worker is applying it right now.", messages.WARNING)
+                    continue
+                try:
+                    services.stripe_event_process(event_id=event.pk)
+                    ok += 1
+                except Exception as exc:
+                    failed += 1
+                    self.message_user(request, f"{event.pk}: {type(exc).__name__}: {exc}", messages.ERROR)
         self.message_user(request, f"Replayed {ok} event(s); {failed} failed again.", messages.INFO)
 
 

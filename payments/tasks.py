@@ -7,32 +7,75 @@ from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
+from django.core.cache import cache
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
 MAX_EVENT_ATTEMPTS = 10
+# Pending events a drain locks and applies per round.
+DRAIN_BATCH = 10
+# First retry of an event that failed in a drain; process_stripe_event backs off from there.
+FAILED_EVENT_RETRY_SECONDS = 5
+
+
+@shared_task(bind=True, acks_late=True)
+def drain_stripe_events(self: Any) -> int:
+    """Applies pending Stripe events, oldest first, until none is left; returns how many it took.
+
+    ``payments.webhooks.drain_soon`` schedules it. It clears the scheduled flag
+    before reading anything, so an event claimed after that read schedules a
+    drain of its own: none is left behind. Drains running side by side take
+    different events (``pending_events_locked``). An event that fails is
+    recorded ``failed`` and handed to ``process_stripe_event`` for its retries.
+    """
+    from payments.services import stripe_event_process
+    from payments.webhooks import DRAIN_FLAG, pending_events_locked
+
+    cache.delete(DRAIN_FLAG)
+    taken = 0
+    failed: list[str] = []  # not taken again by this drain, whatever state the failure left them in
+    while True:
+        failed_now = []
+        with pending_events_locked(limit=DRAIN_BATCH, skip=failed) as batch:
+            if not batch:
+                return taken
+            for event_id in batch:
+                taken += 1
+                try:
+                    stripe_event_process(event_id=event_id)
+                except Exception:
+                    logger.warning("stripe event failed", extra={"event_id": event_id, "attempt": 1}, exc_info=True)
+                    failed_now.append(event_id)
+        failed += failed_now
+        if not self.request.is_eager:  # tests and the demo: the sweep or the admin replays it
+            for event_id in failed_now:
+                process_stripe_event.apply_async((event_id,), countdown=FAILED_EVENT_RETRY_SECONDS)
 
 
 @shared_task(bind=True, max_retries=5, acks_late=True)
 def process_stripe_event(self: Any, event_id: str) -> None:
     """Applies one claimed Stripe event; retried with backoff, then left ``failed`` for the replay."""
     from payments.services import stripe_event_process
+    from payments.webhooks import event_apply_lock
 
-    try:
-        stripe_event_process(event_id=event_id)
-    except Exception as exc:
-        logger.warning(
-            "stripe event failed", extra={"event_id": event_id, "attempt": self.request.retries + 1}, exc_info=True
-        )
-        if self.request.is_eager:
-            return  # tests and the demo: the failure is recorded; retry_failed_events or the admin replays it
-        raise self.retry(exc=exc, countdown=min(300, 5 * 2**self.request.retries)) from exc
+    with event_apply_lock(event_id) as mine:
+        if not mine:
+            return  # a drain is applying it right now
+        try:
+            stripe_event_process(event_id=event_id)
+        except Exception as exc:
+            logger.warning(
+                "stripe event failed", extra={"event_id": event_id, "attempt": self.request.retries + 1}, exc_info=True
+            )
+            if self.request.is_eager:
+                return  # tests and the demo: the failure is recorded; retry_failed_events or the admin replays it
+            raise self.retry(exc=exc, countdown=min(300, 5 * 2**self.request.retries)) from exc
 
 
 @shared_task
 def retry_failed_events() -> int:
-    """Re-runs failed events (bounded attempts) and pending ones whose task was lost."""
+    """Re-runs failed events (bounded attempts) and pending ones whose drain was lost."""
     from payments.models import StripeEvent, StripeEventStatus
 
     stale = timezone.now() - timedelta(minutes=5)

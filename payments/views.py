@@ -1,7 +1,12 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.request import Request
@@ -12,7 +17,7 @@ from accounts.permissions import IsCustomer, IsMerchantOrStaff
 from config.pagination import CursorPagination
 from config.schema import errors
 from config.throttling import PaymentsThrottle, RefundsThrottle, WriteThrottledMixin
-from payments import selectors, services
+from payments import selectors, services, webhooks
 from payments.serializers import (
     PaymentMethodAttachSerializer,
     PaymentSerializer,
@@ -156,3 +161,18 @@ class RefundDetailView(APIView):
     def get(self, request: Request, refund_id: str) -> Response:
         refund = selectors.refund_get(user=request.user, refund_id=refund_id)  # type: ignore[arg-type]
         return Response(RefundSerializer(refund).data)
+
+
+@csrf_exempt
+@login_not_required
+@require_POST
+def stripe_webhook(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """Stripe's deliveries to the endpoint ``uuid`` (dj-stripe's ``WebhookEndpoint``): 200 once stored.
+
+    400 (nothing stored) for a missing, wrong or stale signature, 404 for an
+    unknown endpoint; a duplicate delivery answers 200 and does nothing.
+    """
+    webhooks.stripe_event_receive(
+        endpoint_uuid=uuid, body=request.body, signature=request.META.get("HTTP_STRIPE_SIGNATURE")
+    )
+    return HttpResponse(status=200)

@@ -1,4 +1,4 @@
-"""Stripe webhooks signed exactly as Stripe signs them, posted to dj-stripe's endpoint URL."""
+"""Stripe webhooks signed exactly as Stripe signs them, posted to dj-stripe's endpoint URL (served by our receiver)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,21 @@ import json
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 
 import pytest
 import stripe
+from django.core.cache import cache
 from django.db import connection
 from django.test import Client
-from djstripe.models import WebhookEndpoint
+from django.urls import resolve, reverse
+from djstripe.models import WebhookEndpoint, WebhookEventTrigger
 
+from payments import tasks, webhooks
 from payments.models import Payment, StripeEvent
 from payments.services import payment_create, payment_sync
-from payments.tasks import retry_failed_events
+from payments.tasks import drain_stripe_events, process_stripe_event, retry_failed_events
+from payments.views import stripe_webhook
 from tests.conftest import client_for
 from wallets.models import Account, Deposit, Entry
 
@@ -48,8 +53,6 @@ def event_body(event_type: str, obj, event_id: str | None = None) -> bytes:
 
 
 def webhook_url() -> str:
-    from django.urls import reverse
-
     endpoint = WebhookEndpoint.objects.get(id="we_platform")
     return reverse("djstripe:djstripe_webhook_by_uuid", kwargs={"uuid": endpoint.djstripe_uuid})
 
@@ -133,8 +136,7 @@ def test_same_event_delivered_twice_then_applied_once(fake_stripe, customer, dja
         second = deliver(body, sign(body))
 
     assert first.status_code == second.status_code == 200
-    queued = [c for c in callbacks if "webhook_received" in c.__qualname__]
-    assert len(queued) == 1  # only the first delivery queued work
+    assert callbacks.count(webhooks.drain_soon) == 1  # only the first delivery woke the drain
     assert StripeEvent.objects.count() == 1
     assert _balance(customer) == 2500
 
@@ -179,7 +181,7 @@ def test_unhandled_event_type_then_200_and_nothing_changes(fake_stripe, customer
         response = deliver(body := event_body("customer.updated", {"id": "cus_x", "object": "customer"}), sign(body))
 
     assert response.status_code == 200
-    assert not [c for c in callbacks if "webhook_received" in c.__qualname__]
+    assert webhooks.drain_soon not in callbacks
     assert StripeEvent.objects.get().status == "ignored"
     payment.refresh_from_db()
     assert payment.status == "processing"
@@ -293,3 +295,194 @@ def test_setup_stripe_when_registered_then_fake_delivers_signed_events_to_it(fak
     assert "payment_intent.succeeded" in types, types
     for body, signature in received:
         stripe.WebhookSignature.verify_header(body.decode(), signature, SECRET, 300)
+
+
+# --- the receiver: routing, endpoint secret, malformed deliveries ---------------------------------
+
+
+def test_webhook_url_when_delivered_then_our_receiver_answers_and_no_djstripe_trigger_is_recorded(
+    fake_stripe, customer, django_capture_on_commit_callbacks
+):
+    _payment, intent = _charged_deposit_unseen(fake_stripe, customer)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = deliver(body := event_body("payment_intent.succeeded", intent), sign(body))
+
+    assert resolve(webhook_url()).func is stripe_webhook
+    assert response.status_code == 200
+    assert StripeEvent.objects.get().status == "processed"
+    assert not WebhookEventTrigger.objects.exists()
+
+
+def test_unknown_endpoint_then_404_page_and_nothing_stored(fake_stripe):
+    body = event_body("payment_intent.succeeded", {"id": "pi_x", "object": "payment_intent"})
+
+    response = Client().post(
+        f"/stripe/webhook/{uuid.uuid4()}/", data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=sign(body)
+    )
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")  # the non-API 404 page, as for any other page
+    assert not StripeEvent.objects.exists()
+
+
+def test_get_on_webhook_url_then_405(fake_stripe):
+    assert Client().get(webhook_url()).status_code == 405
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b'["a list"]', b'{"type": "payment_intent.succeeded"}', b'{"id": ""}', b"\xff\xfe"],
+    ids=["not-json", "not-an-object", "no-id", "empty-id", "not-utf8"],
+)
+def test_signed_body_that_is_no_event_then_400_and_nothing_stored(fake_stripe, body):
+    timestamp = int(time.time())
+    digest = hmac.new(SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+    response = deliver(body, f"t={timestamp},v1={digest}")
+
+    assert response.status_code == 400
+    assert not StripeEvent.objects.exists()
+
+
+def test_endpoint_secret_when_rotated_then_new_one_applies_once_remembered_one_expires(fake_stripe, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(webhooks.time, "monotonic", lambda: clock[0])
+    first = deliver(body := event_body("customer.updated", {"id": "cus_1"}), sign(body))
+    assert first.status_code == 200
+    WebhookEndpoint.objects.filter(id="we_platform").update(secret="whsec_rotated")
+
+    remembered = deliver(body := event_body("customer.updated", {"id": "cus_2"}), sign(body))
+    clock[0] += webhooks.SECRET_TTL_SECONDS + 1
+    old_secret = deliver(body := event_body("customer.updated", {"id": "cus_3"}), sign(body))
+    new_secret = deliver(body := event_body("customer.updated", {"id": "cus_4"}), sign(body, secret="whsec_rotated"))
+
+    assert [remembered.status_code, old_secret.status_code, new_secret.status_code] == [200, 400, 200]
+    assert sorted(StripeEvent.objects.values_list("object_id", flat=True)) == ["cus_1", "cus_2", "cus_4"]
+
+
+# --- the hand-off: one scheduled drain, apply locks, failures -------------------------------------
+
+
+def test_deliveries_while_a_drain_is_scheduled_then_none_schedules_another_and_one_drain_applies_all(
+    fake_stripe, customer, django_capture_on_commit_callbacks, monkeypatch
+):
+    _payment, intent = _charged_deposit_unseen(fake_stripe, customer)
+    scheduled: list[tuple] = []
+    monkeypatch.setattr(drain_stripe_events, "delay", lambda *args: scheduled.append(args))
+    assert cache.add(webhooks.DRAIN_FLAG, 1, 60)  # a drain is queued and has not started
+
+    with django_capture_on_commit_callbacks(execute=True):
+        responses = [deliver(body := event_body("payment_intent.succeeded", intent), sign(body)) for _ in range(3)]
+
+    assert [r.status_code for r in responses] == [200] * 3
+    assert scheduled == []
+    assert list(StripeEvent.objects.values_list("status", flat=True)) == ["pending"] * 3
+    assert _balance(customer) == 0
+
+    assert drain_stripe_events() == 3
+
+    assert list(StripeEvent.objects.values_list("status", flat=True)) == ["processed"] * 3
+    assert _balance(customer) == 2500
+    assert Entry.objects.filter(kind="deposit").count() == 1
+    # The drain cleared the flag first: the next first delivery schedules a drain again.
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver(body := event_body("payment_intent.succeeded", intent), sign(body))
+    assert scheduled == [()]
+
+
+def test_drain_when_it_cannot_be_scheduled_then_delivery_still_200_and_next_delivery_tries_again(
+    fake_stripe, customer, django_capture_on_commit_callbacks, monkeypatch
+):
+    _payment, intent = _charged_deposit_unseen(fake_stripe, customer)
+
+    def broker_down(*args):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(drain_stripe_events, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = deliver(body := event_body("payment_intent.succeeded", intent), sign(body))
+
+    assert response.status_code == 200
+    assert StripeEvent.objects.get().status == "pending"
+    assert cache.get(webhooks.DRAIN_FLAG) is None  # not left set: the next delivery schedules one
+    monkeypatch.undo()
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver(body := event_body("payment_intent.succeeded", intent), sign(body))
+    assert list(StripeEvent.objects.values_list("status", flat=True)) == ["processed", "processed"]
+    assert _balance(customer) == 2500
+
+
+def test_drain_when_an_event_fails_then_recorded_and_handed_to_the_retry_task_with_a_delay(
+    fake_stripe, customer, monkeypatch
+):
+    _payment, intent = _charged_deposit_unseen(fake_stripe, customer)
+    monkeypatch.setattr(drain_stripe_events, "delay", lambda *args: None)
+    deliver(body := event_body("payment_intent.succeeded", intent), sign(body))
+    handed: list[tuple] = []
+    monkeypatch.setattr(process_stripe_event, "apply_async", lambda args, **kwargs: handed.append((args, kwargs)))
+
+    with fake_stripe.unreachable():
+        assert drain_stripe_events() == 1  # called as a worker calls it, not eagerly
+
+    event = StripeEvent.objects.get()
+    assert event.status == "failed" and event.attempts == 1
+    assert handed == [((event.pk,), {"countdown": tasks.FAILED_EVENT_RETRY_SECONDS})]
+    assert _balance(customer) == 0
+
+
+@contextmanager
+def _applied_elsewhere(event_id: str):
+    """Another worker holding ``event_id``'s apply lock, in its own database session."""
+    other = connection.copy()
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", [webhooks._APPLY_LOCK_CLASS, event_id])
+        yield
+    finally:
+        other.close()
+
+
+@pytest.mark.postgres
+def test_drain_and_retry_task_when_another_worker_applies_the_event_then_leave_it_to_that_worker(
+    fake_stripe, customer, monkeypatch
+):
+    _payment, intent = _charged_deposit_unseen(fake_stripe, customer)
+    monkeypatch.setattr(drain_stripe_events, "delay", lambda *args: None)
+    deliver(body := event_body("payment_intent.succeeded", intent), sign(body))
+    event = StripeEvent.objects.get()
+
+    with _applied_elsewhere(event.pk):
+        assert drain_stripe_events() == 0
+        process_stripe_event(event.pk)
+        event.refresh_from_db()
+        assert event.status == "pending" and event.attempts == 0
+
+    assert drain_stripe_events() == 1
+    event.refresh_from_db()
+    assert event.status == "processed"
+    assert _balance(customer) == 2500
+
+
+@pytest.mark.postgres
+def test_admin_replay_when_a_worker_applies_the_event_then_left_alone_with_a_warning(
+    fake_stripe, customer, staff, django_capture_on_commit_callbacks
+):
+    _payment, intent = _charged_deposit_unseen(fake_stripe, customer)
+    with fake_stripe.unreachable(), django_capture_on_commit_callbacks(execute=True):
+        deliver(body := event_body("payment_intent.succeeded", intent), sign(body))
+    event = StripeEvent.objects.get()
+    admin = Client()
+    admin.force_login(staff)
+
+    with _applied_elsewhere(event.pk):
+        page = admin.post(
+            reverse("admin:payments_stripeevent_changelist"),
+            {"action": "replay", "_selected_action": [event.pk]},
+            follow=True,
+        )
+
+    assert b"a worker is applying it right now" in page.content
+    event.refresh_from_db()
+    assert event.status == "failed" and event.attempts == 1
+    assert _balance(customer) == 0
