@@ -28,8 +28,9 @@ class JWTAuthentication(_JWTAuthentication):
         if raw is None:
             return None
         remembered = getattr(request._request, _REMEMBERED, None)
-        ok = remembered is not None and remembered[0] == raw
-        validated = remembered[1] if ok else self.get_validated_token(raw)
+        validated = remembered[1] if remembered is not None and remembered[0] == raw else None
+        if validated is None:
+            validated = self.get_validated_token(raw)
         user = self.get_user(validated)
         user_id_var.set(str(user.pk))
         return user, validated

@@ -43,7 +43,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.authentication import remember_validated_token
 from accounts.models import IdempotencyKey, IdempotencyKeyStatus
-from config.db import insert_values
+from config.db import insert_values, prepared_cursor
 from config.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
@@ -138,7 +138,7 @@ def _insert_unless_taken(row: IdempotencyKey) -> bool:
     (``INSERT … ON CONFLICT DO NOTHING RETURNING``; a concurrent claim of the same key waits
     for the first to commit, then inserts nothing)."""
     insert, values = insert_values(row)
-    with connection.cursor() as cursor:  # autocommit: the statement is its own transaction
+    with prepared_cursor() as cursor:  # autocommit: the statement is its own transaction
         cursor.execute(f"{insert} ON CONFLICT (scope, key) DO NOTHING RETURNING id", values)
         inserted = cursor.fetchone()
     if inserted is None:
@@ -237,7 +237,7 @@ class IdempotencyMiddleware:
     def _complete(row: IdempotencyKey, response: HttpResponse) -> None:
         # One plain statement (autocommit), fenced by the claim's timestamp: on every API POST with a key.
         locked_at = IdempotencyKey._meta.get_field("locked_at").get_db_prep_save(row.locked_at, connection)
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(
                 f"UPDATE {_TABLE} SET status = %s, response_status = %s, response_content_type = %s,"  # noqa: S608
                 " response_body = %s WHERE id = %s AND status = %s AND locked_at = %s",

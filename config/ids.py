@@ -56,7 +56,11 @@ def new_id(prefix: str) -> str:
 
 
 def id_at(prefix: str, epoch_ms: int) -> str:
-    """The smallest id of ``prefix`` minted at ``epoch_ms``: a range boundary."""
+    """The smallest id of ``prefix`` minted at ``epoch_ms``: a range boundary.
+
+    A time before 1970 or past the 48-bit range gives the first or last possible id time.
+    """
+    epoch_ms = min(max(epoch_ms, 0), (1 << 48) - 1)
     return f"{prefix}_{_encode(epoch_ms, 10)}{'0' * 16}"
 
 

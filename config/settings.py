@@ -100,6 +100,9 @@ else:
     DATABASES["default"]["ENGINE"] = "config.postgres"  # Django's, without pattern-ops twin indexes
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Lets psycopg prepare statements at all; only config.db.prepared_cursor
+    # does (Django's own cursors bind client-side and never prepare).
+    DATABASES["default"]["OPTIONS"] = {"prepare_threshold": 5}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USING_POSTGRES = DATABASES["default"]["ENGINE"] == "config.postgres"
 

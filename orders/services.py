@@ -27,7 +27,7 @@ from accounts.services import audit_record
 from catalog.cache import catalog_cache_bump_on_commit
 from catalog.locks import TakenStock, stock_return, stock_take, stock_take_sql
 from catalog.models import Product
-from config.db import insert_values, retry_on_contention
+from config.db import insert_values, prepared_cursor, retry_on_contention
 from config.errors import (
     CardDeclined,
     DomainError,
@@ -338,7 +338,7 @@ def _wallet_purchase_statement(
         f" (SELECT count(*) FROM purchase_live), {moved}"
         " FROM (VALUES (1)) AS one(x) LEFT JOIN purchase_taken AS t ON true"
     )
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         merchant_id, price, currency, fulfillment, stock_left, live, wallets_moved = cursor.fetchone()
     if merchant_id is None:
