@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import DEFAULT_DB_ALIAS, connection
 from django.http import HttpRequest
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication as _JWTAuthentication
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import Token
 
+from accounts.models import User
+from config.db import prepared_cursor
 from config.request_context import user_id_var
 
 _REMEMBERED = "_validated_access_token"
@@ -34,6 +39,34 @@ class JWTAuthentication(_JWTAuthentication):
         user = self.get_user(validated)
         user_id_var.set(str(user.pk))
         return user, validated
+
+    def get_user(self, validated_token: Token) -> Any:
+        """simplejwt's look-up and refusals, with the user read by one prepared statement on
+        PostgreSQL: every authenticated request makes it, and the ORM's query building cost more
+        than the query."""
+        user_id = validated_token.get(jwt_settings.USER_ID_CLAIM)
+        if connection.vendor != "postgresql" or user_id is None or jwt_settings.CHECK_REVOKE_TOKEN:
+            return super().get_user(validated_token)
+        user = _user_by_id(str(user_id))
+        if user is None:
+            raise AuthenticationFailed("User not found", code="user_not_found")
+        if jwt_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
+            raise AuthenticationFailed("User is inactive", code="user_inactive")
+        return user
+
+
+_USER_FIELDS = [field.attname for field in User._meta.concrete_fields]
+_USER_SQL = (
+    f"SELECT {', '.join(connection.ops.quote_name(f) for f in _USER_FIELDS)}"  # noqa: S608 - the model's own names
+    f" FROM {connection.ops.quote_name(User._meta.db_table)} WHERE id = %s"
+)
+
+
+def _user_by_id(user_id: str) -> User | None:
+    with prepared_cursor() as cursor:
+        cursor.execute(_USER_SQL, [user_id])
+        row = cursor.fetchone()
+    return None if row is None else User.from_db(DEFAULT_DB_ALIAS, _USER_FIELDS, row)
 
 
 class JWTAuthenticationScheme(SimpleJWTScheme):

@@ -83,14 +83,15 @@ def prepared_cursor() -> CursorWrapper:
     PostgreSQL parses and plans every statement anew. For the hot
     one-statement paths (the wallet purchase plans in about as long as it
     runs) this one has the server bind the parameters and prepares the
-    statement on the connection, so later runs reuse its plan. Query logging
-    and execute wrappers see it as any other cursor. Elsewhere: Django's cursor.
+    statement on the connection, so later runs reuse its plan. Execute
+    wrappers see it as any other cursor. Elsewhere, and while queries are
+    logged (DEBUG, tests capturing them: the log shows the SQL with its
+    values), it is Django's cursor.
     """
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or connection.queries_logged:
         return connection.cursor()
     connection.ensure_connection()
-    raw = _preparing_cursor_class()(connection.connection)
-    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+    return connection.make_cursor(_preparing_cursor_class()(connection.connection))
 
 
 @functools.cache
