@@ -22,7 +22,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.services import audit_record
-from config.db import insert_values, retry_on_contention
+from config.db import insert_values, prepared_cursor, retry_on_contention
 from config.errors import InsufficientFunds, NotFound, PaymentMethodInvalid, ValidationFailed
 from config.ids import new_id
 from payments.models import Payment, PaymentStatus
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 _ACCOUNT = Account._meta.db_table
 _POSTING = Posting._meta.db_table
+_WALLET_ID_SQL = f"SELECT id FROM {_ACCOUNT} WHERE owner_id = %s AND currency = %s"  # noqa: S608 - our table
 
 
 class LedgerError(Exception):
@@ -137,8 +138,14 @@ def wallet_id_for(*, user_id: str, role: str, currency: str | None = None) -> st
     cached = _wallet_ids.get(key)
     if cached is not None:
         return cached
-    kind = AccountKind.MERCHANT if role == "merchant" else AccountKind.CUSTOMER
-    account_id = wallet_open(user_id=user_id, kind=kind, currency=currency).id
+    with prepared_cursor() as cursor:  # a purchase's first look-up in this process: keep it cheap
+        cursor.execute(_WALLET_ID_SQL, [user_id, currency])
+        row = cursor.fetchone()
+    if row is not None:
+        account_id = str(row[0])
+    else:
+        kind = AccountKind.MERCHANT if role == "merchant" else AccountKind.CUSTOMER
+        account_id = wallet_open(user_id=user_id, kind=kind, currency=currency).id
     transaction.on_commit(lambda: _wallet_ids.__setitem__(key, account_id))
     return account_id
 
