@@ -20,6 +20,7 @@ from typing import Any
 
 from bench.report import table, write_json
 from bench.stack import ROOT, Stack
+from config import gunicorn as production
 
 FULL_BUDGET_S = 570
 QUICK_BUDGET_S = 300  # a hard stop; the 2-minute target is reported, not enforced
@@ -110,7 +111,7 @@ def _settings(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "mode": "quick" if args.quick else "full",
         "server": {
-            "command": "gunicorn config.wsgi:application --no-control-socket",
+            "command": "gunicorn config.wsgi:application --config config/gunicorn.py",
             "worker_class": "gthread" if stack.threads > 1 else "sync",
             "workers": stack.workers,
             "threads": stack.threads,
@@ -138,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         "--output", type=Path, help="JSON file (default bench/results.json, --quick: results-quick.json)"
     )
     parser.add_argument("--only", nargs="*", choices=ORDER, help="run only these scenarios")
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", "4")))
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_WEB_THREADS", "4")))
+    # By default the server runs as config/gunicorn.py sizes it for this machine.
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", production.workers)))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_WEB_THREADS", production.threads)))
     args = parser.parse_args(argv)
     output = args.output or (ROOT / "bench" / ("results-quick.json" if args.quick else "results.json"))
     wanted = set(args.only or ORDER)

@@ -80,8 +80,8 @@ def migrations_fingerprint() -> str:
 @dataclass
 class Stack:
     quick: bool
-    workers: int = 4
-    threads: int = 1
+    workers: int = 3
+    threads: int = 4
     log_level: str = "INFO"
     admin_url: str = ""
     db_url: str = ""
@@ -206,14 +206,21 @@ class Stack:
         return lines[-1] if lines else None
 
     def start_web(self) -> None:
+        """gunicorn with the production configuration (config/gunicorn.py), bound to 127.0.0.1;
+        ``workers`` and ``threads`` override the configuration's when the bench is told to."""
         argv = [
             str(Path(PYTHON).parent / "gunicorn"),
             "config.wsgi:application",
+            "--config",
+            str(ROOT / "config" / "gunicorn.py"),
             "--bind",
             f"127.0.0.1:{self.web_port}",
             "--workers",
             str(self.workers),
-            "--no-control-socket",
+            "--threads",
+            str(self.threads),
+            "--worker-class",
+            "gthread" if self.threads > 1 else "sync",
             "--timeout",
             "60",
             "--graceful-timeout",
@@ -221,8 +228,6 @@ class Stack:
             "--backlog",
             "2048",
         ]
-        if self.threads > 1:
-            argv += ["--worker-class", "gthread", "--threads", str(self.threads)]
         self._spawn("gunicorn", argv)
         _wait_http(f"{self.base_url}/healthz", self.procs["gunicorn"], timeout=60)
 

@@ -20,8 +20,10 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", 45))
 graceful_timeout = 20
 keepalive = 5
 # Recycle workers now and then so a slow leak never grows without bound.
-max_requests = 2000
-max_requests_jitter = 200
+# A leak guard, not a habit: at a few hundred requests/s per worker, 2000 meant
+# a restart (and a cold worker) every few seconds.
+max_requests = 20000
+max_requests_jitter = 2000
 # Heartbeat files in memory, not on the container's overlay filesystem.
 _SHM = "/dev/shm"  # noqa: S108 - gunicorn's own advice for containers; the files hold no data
 worker_tmp_dir = _SHM if os.path.isdir(_SHM) else None  # noqa: PTH112
