@@ -64,16 +64,37 @@ def insert_values(instance: models.Model) -> tuple[str, list[Any]]:
     For statements that insert rows as part of a larger SQL statement (a
     data-modifying CTE): the values are exactly what ``save()`` would write.
     """
-    meta = instance._meta
+    numbered = instance.pk is None  # the database numbers it (read it back with RETURNING)
+    sql, plan = _insert_plan(type(instance), connection.vendor, numbered)
+    values = [
+        getattr(instance, attname) if prep is None else prep(getattr(instance, attname), connection)
+        for attname, prep in plan
+    ]
+    return sql, values
+
+
+# Fields whose Python value (str, int, bool, None) is already what the database adapter takes.
+_PLAIN_FIELDS = (models.CharField, models.TextField, models.IntegerField, models.BooleanField)
+
+
+@functools.cache
+def _insert_plan(
+    model: type[models.Model], vendor: str, numbered: bool
+) -> tuple[str, tuple[tuple[str, Callable[..., Any] | None], ...]]:
+    """The INSERT of a model and, per column, how its value is prepared (None: as it is)."""
+    meta = model._meta
     quote = connection.ops.quote_name
     fields: Sequence[Any] = meta.concrete_fields
-    if instance.pk is None:  # the database numbers it (read it back with RETURNING)
+    if numbered:
         fields = [field for field in fields if field is not meta.auto_field]
     columns = ", ".join(quote(str(field.column)) for field in fields)
     placeholders = ", ".join(["%s"] * len(fields))
-    values = [field.get_db_prep_save(getattr(instance, field.attname), connection) for field in fields]
+    plan = tuple(
+        (field.attname, None if isinstance(field, _PLAIN_FIELDS) and not field.is_relation else field.get_db_prep_save)
+        for field in fields
+    )
     # Table and column names are the model's own; every value is a parameter.
-    return f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders})", values  # noqa: S608
+    return f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders})", plan  # noqa: S608
 
 
 def prepared_cursor() -> CursorWrapper:
