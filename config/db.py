@@ -58,14 +58,32 @@ def retry_on_contention(attempts: int = 5) -> Callable[[Callable[P, R]], Callabl
     return decorate
 
 
-def insert_values(instance: models.Model) -> tuple[str, list[Any]]:
+def insert_values(
+    instance: models.Model, *, computed: dict[str, tuple[str, list[Any]]] | None = None
+) -> tuple[str, list[Any]]:
     """``INSERT INTO table (every column) VALUES (%s, …)`` for an unsaved instance, and its parameters.
 
     For statements that insert rows as part of a larger SQL statement (a
-    data-modifying CTE): the values are exactly what ``save()`` would write.
+    data-modifying CTE): the values are exactly what ``save()`` would write,
+    except the columns named in ``computed`` (attname → SQL expression and its
+    parameters), which the database works out.
     """
     numbered = instance.pk is None  # the database numbers it (read it back with RETURNING)
     sql, plan = _insert_plan(type(instance), connection.vendor, numbered)
+    if computed:
+        placeholders: list[str] = []
+        values: list[Any] = []
+        for attname, prep in plan:
+            if attname in computed:
+                expression, params = computed[attname]
+                placeholders.append(expression)
+                values += params
+            else:
+                placeholders.append("%s")
+                values.append(
+                    getattr(instance, attname) if prep is None else prep(getattr(instance, attname), connection)
+                )
+        return sql[: sql.rindex("VALUES (")] + f"VALUES ({', '.join(placeholders)})", values
     values = [
         getattr(instance, attname) if prep is None else prep(getattr(instance, attname), connection)
         for attname, prep in plan

@@ -122,6 +122,11 @@ class _Terms:
 
 
 _terms_memory: dict[str, _Terms] = {}
+# dispatched_at of a new event: now, unless the merchant has a live endpoint (then NULL: to fan out).
+_UNLESS_SUBSCRIBED = (
+    f"CASE WHEN EXISTS (SELECT 1 FROM {WebhookEndpoint._meta.db_table}"  # noqa: S608 - our table
+    " WHERE merchant_id = %s AND deleted_at IS NULL) THEN NULL ELSE %s::timestamptz END"
+)
 _TERMS_SQL = (
     f"SELECT merchant_id, price, currency, fulfillment FROM {Product._meta.db_table}"  # noqa: S608 - our table
     " WHERE id = %s AND is_active AND deleted_at IS NULL"
@@ -276,11 +281,13 @@ def _wallet_purchase(*, buyer: User, product_id: str, quantity: int, terms: _Ter
     order.status = OrderStatus.PAID
     order.paid_at = now
     order.fulfillment = terms.fulfillment
-    event = _event_build(order, OrderEventType.PAID)
+    one_statement = connection.vendor == "postgresql"
+    # The statement itself looks whether anyone subscribed; the portable path asks the cache.
+    event = _event_build(order, OrderEventType.PAID, ask_receivers=not one_statement)
     legs = _purchase_legs(order, paid_from=buyer_wallet)
     try:
         with transaction.atomic():
-            if connection.vendor == "postgresql":
+            if one_statement:
                 _wallet_purchase_statement(order, payment, event, legs, terms)
             else:
                 payment.save(force_insert=True)
@@ -329,20 +336,28 @@ def _wallet_purchase_statement(
         *ledger.ctes,
     ]
     params += [terms.merchant_id, terms.price, terms.currency, terms.fulfillment, *ledger.params]
-    for name, row in (("purchase_payment", payment), ("purchase_order", order), ("purchase_event", event)):
+    for name, row in (("purchase_payment", payment), ("purchase_order", order)):
         insert, values = insert_values(row)
         ctes.append(f"{name} AS ({insert})")
         params += values
+    # The event goes out undispatched (its fan-out queued after commit) only if the merchant has a live endpoint.
+    subscribed = (
+        ("%s", [None]) if settings.ORDER_EVENTS_URL else (_UNLESS_SUBSCRIBED, [order.merchant_id, event.created_at])
+    )
+    insert, values = insert_values(event, computed={"dispatched_at": subscribed})
+    ctes.append(f"purchase_event AS ({insert} RETURNING dispatched_at)")
+    params += values
     # Every name in the statement is ours; every value is a parameter.
     moved = f"(SELECT count(*) FROM {ledger.last_wallet})" if ledger.last_wallet else "1"  # noqa: S608
     sql = (
         "WITH " + ", ".join(ctes) + " SELECT t.merchant_id, t.price, t.currency, t.fulfillment, t.stock,"  # noqa: S608
-        f" (SELECT count(*) FROM purchase_live), {moved}"
+        f" (SELECT count(*) FROM purchase_live), {moved}, (SELECT dispatched_at FROM purchase_event)"
         " FROM (VALUES (1)) AS one(x) LEFT JOIN purchase_taken AS t ON true"
     )
     with prepared_cursor() as cursor:
         cursor.execute(sql, params)
-        merchant_id, price, currency, fulfillment, stock_left, live, wallets_moved = cursor.fetchone()
+        merchant_id, price, currency, fulfillment, stock_left, live, wallets_moved, dispatched_at = cursor.fetchone()
+    event.dispatched_at = dispatched_at
     if merchant_id is None:
         raise _NoStock()
     if not live:
@@ -645,9 +660,15 @@ def _event_key(order: Order, event_type: str, key_suffix: str = "") -> str:
 
 
 def _event_build(
-    order: Order, event_type: str, *, key_suffix: str = "", extra: dict[str, Any] | None = None
+    order: Order,
+    event_type: str,
+    *,
+    key_suffix: str = "",
+    extra: dict[str, Any] | None = None,
+    ask_receivers: bool = True,
 ) -> OrderEvent:
-    """The unsaved event; already marked dispatched when nobody is subscribed."""
+    """The unsaved event; already marked dispatched when nobody is subscribed
+    (``ask_receivers=False``: the caller's statement decides)."""
     now = timezone.now()
     event = OrderEvent(
         order=order,
@@ -659,7 +680,7 @@ def _event_build(
     data = order_event_object(order)
     data.update(extra or {})
     event.payload = {"id": event.pk, "type": event_type, "created": int(now.timestamp()), "data": {"object": data}}
-    if not (settings.ORDER_EVENTS_URL or _merchant_has_endpoints(order.merchant_id)):
+    if ask_receivers and not (settings.ORDER_EVENTS_URL or _merchant_has_endpoints(order.merchant_id)):
         # Nobody to tell: recorded as dispatched, and no task is queued.
         event.dispatched_at = now
     return event
