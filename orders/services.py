@@ -8,6 +8,7 @@ as short a time as possible.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -18,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -149,14 +150,19 @@ def _terms_for(product_id: str) -> _Terms:
     terms = _terms_memory.get(product_id)
     if terms is not None:
         return terms
+    terms = _terms_read(product_id)
+    if terms is None:
+        raise ProductNotAvailable(param="product")
+    _terms_remember(product_id, terms)
+    return terms
+
+
+def _terms_read(product_id: str) -> _Terms | None:
+    """What a public product sells for now (None: not for sale)."""
     with prepared_cursor() as cursor:  # each product's first purchase in this process: keep it cheap
         cursor.execute(_TERMS_SQL, [product_id])
         row = cursor.fetchone()
-    if row is None:
-        raise ProductNotAvailable(param="product")
-    terms = _Terms(*row)
-    _terms_remember(product_id, terms)
-    return terms
+    return None if row is None else _Terms(*row)
 
 
 def _terms_taken(taken: TakenStock) -> _Terms:
@@ -286,10 +292,10 @@ def _wallet_purchase(*, buyer: User, product_id: str, quantity: int, terms: _Ter
     event = _event_build(order, OrderEventType.PAID, ask_receivers=not one_statement)
     legs = _purchase_legs(order, paid_from=buyer_wallet)
     try:
-        with transaction.atomic():
-            if one_statement:
-                _wallet_purchase_statement(order, payment, event, legs, terms)
-            else:
+        if one_statement:
+            _wallet_purchase_statement(order, payment, event, legs, terms)  # its own transaction
+        else:
+            with transaction.atomic():
                 payment.save(force_insert=True)
                 order.save(force_insert=True)
                 event.save(force_insert=True)
@@ -301,7 +307,7 @@ def _wallet_purchase(*, buyer: User, product_id: str, quantity: int, terms: _Ter
                     idempotency_key=purchase_key(order.pk),
                     legs=legs,
                 )
-            _event_dispatch_on_commit(event)
+        _event_dispatch_on_commit(event)
     except _NoStock:
         raise _no_stock_reason(product_id) from None
     return order
@@ -310,14 +316,16 @@ def _wallet_purchase(*, buyer: User, product_id: str, quantity: int, terms: _Ter
 def _wallet_purchase_statement(
     order: Order, payment: Payment, event: OrderEvent, legs: list[Leg], terms: _Terms
 ) -> None:
-    """The wallet purchase in one round trip (PostgreSQL): the same rows, locks and lock order as the
-    portable path above, as one statement of data-modifying CTEs.
+    """The wallet purchase as one statement (PostgreSQL): the same rows, locks and lock order as
+    the portable path above, as data-modifying CTEs, and its own transaction.
 
     The stock is taken first (product row lock, ``catalog.locks.stock_take_sql``), then, only if the
     product still sells on the terms the order was built on, the wallets move in pk order
     (``wallets.services.ledger_post_statement``); the payment, order, event and ledger rows are
-    inserted by the same statement. Whatever did not happen is raised, and the caller's
-    transaction rolls back everything the statement did.
+    inserted by the same statement. When something did not happen the statement calls
+    ``purchase_refuse`` (migration orders 0005), whose error undoes all of it; no BEGIN or COMMIT
+    round trip, and the rows are locked for this one round trip only. Inside a caller's
+    transaction it runs in a savepoint, so a refusal leaves the caller's work alone.
     """
     stock_sql, params = stock_take_sql(order.product_id, order.quantity)
     ledger = ledger_post_statement(
@@ -348,22 +356,31 @@ def _wallet_purchase_statement(
     ctes.append(f"purchase_event AS ({insert} RETURNING dispatched_at)")
     params += values
     # Every name in the statement is ours; every value is a parameter.
-    moved = f"(SELECT count(*) FROM {ledger.last_wallet})" if ledger.last_wallet else "1"  # noqa: S608
+    wallets_moved = f"EXISTS (SELECT 1 FROM {ledger.last_wallet})" if ledger.last_wallet else "true"  # noqa: S608
     sql = (
-        "WITH " + ", ".join(ctes) + " SELECT t.merchant_id, t.price, t.currency, t.fulfillment, t.stock,"  # noqa: S608
-        f" (SELECT count(*) FROM purchase_live), {moved}, (SELECT dispatched_at FROM purchase_event)"
-        " FROM (VALUES (1)) AS one(x) LEFT JOIN purchase_taken AS t ON true"
+        "WITH " + ", ".join(ctes) + " SELECT CASE"  # noqa: S608
+        " WHEN NOT EXISTS (SELECT 1 FROM purchase_taken) THEN purchase_refuse('no_stock')"
+        " WHEN NOT EXISTS (SELECT 1 FROM purchase_live) THEN purchase_refuse('stale_terms')"
+        f" WHEN NOT {wallets_moved} THEN purchase_refuse('wallet') END,"
+        " (SELECT stock FROM purchase_taken), (SELECT dispatched_at FROM purchase_event)"
     )
-    with prepared_cursor() as cursor:
-        cursor.execute(sql, params)
-        merchant_id, price, currency, fulfillment, stock_left, live, wallets_moved, dispatched_at = cursor.fetchone()
-    event.dispatched_at = dispatched_at
-    if merchant_id is None:
-        raise _NoStock()
-    if not live:
-        raise _StaleTerms(_Terms(merchant_id, price, currency, fulfillment))
-    if not wallets_moved:
-        raise ledger_refusal(ledger)
+    try:
+        own = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+        with own, prepared_cursor() as cursor:
+            cursor.execute(sql, params)
+            _, stock_left, event.dispatched_at = cursor.fetchone()
+    except DatabaseError as refused:  # P0001 from purchase_refuse: the hint says why
+        cause = refused.__cause__
+        reason = cause.diag.message_hint if getattr(cause, "sqlstate", None) == "P0001" else None  # type: ignore[union-attr]
+        if reason == "no_stock":
+            raise _NoStock() from None
+        if reason == "stale_terms":
+            _terms_memory.pop(order.product_id, None)
+            live = _terms_read(order.product_id)
+            raise (_NoStock() if live is None else _StaleTerms(live)) from None
+        if reason == "wallet":
+            raise ledger_refusal(ledger) from None
+        raise
     if stock_left is not None:
         catalog_cache_bump_on_commit()
 
