@@ -69,26 +69,41 @@ def insert_values(
     parameters), which the database works out.
     """
     numbered = instance.pk is None  # the database numbers it (read it back with RETURNING)
-    sql, plan = _insert_plan(type(instance), connection.vendor, numbered)
-    if computed:
-        placeholders: list[str] = []
-        values: list[Any] = []
-        for attname, prep in plan:
-            if attname in computed:
-                expression, params = computed[attname]
-                placeholders.append(expression)
-                values += params
-            else:
-                placeholders.append("%s")
-                values.append(
-                    getattr(instance, attname) if prep is None else prep(getattr(instance, attname), connection)
-                )
-        return sql[: sql.rindex("VALUES (")] + f"VALUES ({', '.join(placeholders)})", values
-    values = [
-        getattr(instance, attname) if prep is None else prep(getattr(instance, attname), connection)
-        for attname, prep in plan
-    ]
-    return sql, values
+    head, plan = _insert_plan(type(instance), connection.vendor, numbered)
+    computed = computed or {}
+    placeholders: list[str] = []
+    values: list[Any] = []
+    for attname, prep in plan:
+        if attname in computed:
+            expression, params = computed[attname]
+            placeholders.append(expression)
+            values += params
+        else:
+            value = getattr(instance, attname)
+            placeholders.append("%s")
+            values.append(value if prep is None else prep(value, connection))
+    return f"{head} VALUES ({', '.join(placeholders)})", values
+
+
+def insert_unless_taken(instance: models.Model, *, unique: tuple[str, ...]) -> bool:
+    """Inserts an unsaved instance unless a row with the same ``unique`` columns exists: True
+    when this call inserted it (and the instance is then saved, with its database-numbered id).
+
+    One ``INSERT … ON CONFLICT (…) DO NOTHING RETURNING`` statement, committed on its own
+    outside a transaction: a concurrent insert of the same key waits for the first to
+    commit, then inserts nothing, so exactly one caller ever claims a key.
+    """
+    insert, values = insert_values(instance)
+    pk = connection.ops.quote_name(str(instance._meta.pk.column))  # type: ignore[union-attr]
+    conflict = ", ".join(connection.ops.quote_name(column) for column in unique)
+    with prepared_cursor() as cursor:
+        cursor.execute(f"{insert} ON CONFLICT ({conflict}) DO NOTHING RETURNING {pk}", values)
+        inserted = cursor.fetchone()
+    if inserted is None:
+        return False
+    instance.pk = inserted[0]
+    instance._state.adding = False
+    return True
 
 
 # Fields whose Python value (str, int, bool, None) is already what the database adapter takes.
@@ -99,20 +114,19 @@ _PLAIN_FIELDS = (models.CharField, models.TextField, models.IntegerField, models
 def _insert_plan(
     model: type[models.Model], vendor: str, numbered: bool
 ) -> tuple[str, tuple[tuple[str, Callable[..., Any] | None], ...]]:
-    """The INSERT of a model and, per column, how its value is prepared (None: as it is)."""
+    """``INSERT INTO table (columns)`` of a model and, per column, how its value is prepared (None: as it is)."""
     meta = model._meta
     quote = connection.ops.quote_name
     fields: Sequence[Any] = meta.concrete_fields
     if numbered:
         fields = [field for field in fields if field is not meta.auto_field]
     columns = ", ".join(quote(str(field.column)) for field in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
     plan = tuple(
         (field.attname, None if isinstance(field, _PLAIN_FIELDS) and not field.is_relation else field.get_db_prep_save)
         for field in fields
     )
     # Table and column names are the model's own; every value is a parameter.
-    return f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders})", plan  # noqa: S608
+    return f"INSERT INTO {quote(meta.db_table)} ({columns})", plan
 
 
 def prepared_cursor() -> CursorWrapper:

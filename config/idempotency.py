@@ -43,7 +43,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.authentication import remember_validated_token
 from accounts.models import IdempotencyKey, IdempotencyKeyStatus
-from config.db import insert_values, prepared_cursor
+from config.db import insert_unless_taken, prepared_cursor
 from config.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
@@ -133,21 +133,6 @@ def _replay(row: IdempotencyKey) -> HttpResponse:
     return response
 
 
-def _insert_unless_taken(row: IdempotencyKey) -> bool:
-    """Inserts the claim unless (scope, key) is taken: one statement, committed on its own
-    (``INSERT … ON CONFLICT DO NOTHING RETURNING``; a concurrent claim of the same key waits
-    for the first to commit, then inserts nothing)."""
-    insert, values = insert_values(row)
-    with prepared_cursor() as cursor:  # autocommit: the statement is its own transaction
-        cursor.execute(f"{insert} ON CONFLICT (scope, key) DO NOTHING RETURNING id", values)
-        inserted = cursor.fetchone()
-    if inserted is None:
-        return False
-    row.pk = inserted[0]
-    row._state.adding = False
-    return True
-
-
 class IdempotencyMiddleware:
     """Claims, replays or refuses POSTs to the API that carry an ``Idempotency-Key``."""
 
@@ -203,7 +188,7 @@ class IdempotencyMiddleware:
                 locked_at=now,
                 expires_at=now + settings.IDEMPOTENCY_TTL,
             )
-            if _insert_unless_taken(row):
+            if insert_unless_taken(row, unique=("scope", "key")):
                 return row, None
 
             existing = IdempotencyKey.objects.filter(scope=scope, key=key).first()

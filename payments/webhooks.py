@@ -26,7 +26,7 @@ from django.core.exceptions import BadRequest
 from django.db import connection, transaction
 from django.http import Http404
 
-from config.db import insert_values
+from config.db import insert_unless_taken
 from payments.models import StripeEvent, StripeEventStatus
 
 logger = logging.getLogger(__name__)
@@ -94,16 +94,8 @@ def _verified_event(body: bytes, signature: str, secret: str) -> dict[str, Any]:
 
 
 def _claim(event: StripeEvent) -> bool:
-    """Inserts the event's row unless its id is there already; True when this delivery claimed it.
-
-    One ``INSERT … ON CONFLICT DO NOTHING RETURNING`` statement (PostgreSQL and
-    SQLite): a concurrent duplicate waits for the first insert to commit, then
-    inserts nothing, so exactly one delivery ever claims an event id.
-    """
-    insert, values = insert_values(event)
-    with connection.cursor() as cursor:
-        cursor.execute(f"{insert} ON CONFLICT (id) DO NOTHING RETURNING id", values)
-        return cursor.fetchone() is not None
+    """Inserts the event's row unless its id is there already; True when this delivery claimed it."""
+    return insert_unless_taken(event, unique=("id",))
 
 
 def stripe_event_receive(*, endpoint_uuid: UUID, body: bytes, signature: str | None) -> bool:

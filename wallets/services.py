@@ -30,7 +30,6 @@ from wallets.errors import AmountOutsideLimits, WithdrawalNotPending
 from wallets.locks import lock_accounts, lock_deposit, lock_withdrawal
 from wallets.models import (
     PLATFORM_KINDS,
-    WALLET_KINDS,
     Account,
     AccountKind,
     Deposit,
@@ -112,23 +111,9 @@ def platform_accounts_forget() -> None:
 _wallet_ids: dict[tuple[str, str], str] = {}
 
 
-def wallet_open(*, user_id: str, kind: str, currency: str | None = None) -> Account:
-    """Returns the user's wallet in ``currency``, creating it on first need (race-safe)."""
-    currency = currency or settings.PLATFORM_CURRENCY
-    if kind not in WALLET_KINDS:
-        raise LedgerError(f"{kind} is not a wallet kind")
-    account = Account.objects.filter(owner_id=user_id, currency=currency).first()
-    if account is not None:
-        return account
-    try:
-        with transaction.atomic():
-            return Account.objects.create(owner_id=user_id, kind=kind, currency=currency)
-    except IntegrityError:
-        return Account.objects.get(owner_id=user_id, currency=currency)
-
-
 def wallet_id_for(*, user_id: str, role: str, currency: str | None = None) -> str:
-    """The id of the user's wallet, remembered in-process once committed.
+    """The id of the user's wallet in ``currency``, opened on first need (race-safe) and
+    remembered in-process once committed.
 
     A wallet is never deleted and a user id is never reused, so a remembered
     id can never point at the wrong row.
@@ -138,16 +123,24 @@ def wallet_id_for(*, user_id: str, role: str, currency: str | None = None) -> st
     cached = _wallet_ids.get(key)
     if cached is not None:
         return cached
+    account_id = _wallet_id_read(user_id, currency)
+    if account_id is None:
+        kind = AccountKind.MERCHANT if role == "merchant" else AccountKind.CUSTOMER
+        try:
+            with transaction.atomic():
+                account_id = Account.objects.create(owner_id=user_id, kind=kind, currency=currency).id
+        except IntegrityError:  # opened concurrently
+            account_id = _wallet_id_read(user_id, currency)
+            assert account_id is not None
+    transaction.on_commit(lambda: _wallet_ids.__setitem__(key, account_id))
+    return account_id
+
+
+def _wallet_id_read(user_id: str, currency: str) -> str | None:
     with prepared_cursor() as cursor:  # a purchase's first look-up in this process: keep it cheap
         cursor.execute(_WALLET_ID_SQL, [user_id, currency])
         row = cursor.fetchone()
-    if row is not None:
-        account_id = str(row[0])
-    else:
-        kind = AccountKind.MERCHANT if role == "merchant" else AccountKind.CUSTOMER
-        account_id = wallet_open(user_id=user_id, kind=kind, currency=currency).id
-    transaction.on_commit(lambda: _wallet_ids.__setitem__(key, account_id))
-    return account_id
+    return None if row is None else str(row[0])
 
 
 # --- posting -----------------------------------------------------------------
