@@ -1159,19 +1159,16 @@ def payments_reconcile(*, min_age_seconds: int | None = None) -> dict[str, int]:
         status__in=[PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION],
         updated_at__lte=cutoff,
     ).values_list("pk", flat=True)
-    for payment_id in list(stuck[:500]):
-        try:
-            payment_reconcile(payment_id=payment_id)
-            counts["payments"] += 1
-        except Exception:
-            counts["errors"] += 1
-            logger.warning("could not reconcile payment", extra={"payment_id": payment_id}, exc_info=True)
     pending = Refund.objects.filter(status=RefundStatus.PENDING, updated_at__lte=cutoff).values_list("pk", flat=True)
-    for refund_id in list(pending[:500]):
-        try:
-            refund_reconcile(refund_id=refund_id)
-            counts["refunds"] += 1
-        except Exception:
-            counts["errors"] += 1
-            logger.warning("could not reconcile refund", extra={"refund_id": refund_id}, exc_info=True)
+    for kind, ids, reconcile in (
+        ("payments", stuck, lambda pk: payment_reconcile(payment_id=pk)),
+        ("refunds", pending, lambda pk: refund_reconcile(refund_id=pk)),
+    ):
+        for pk in list(ids[:500]):
+            try:
+                reconcile(pk)
+                counts[kind] += 1
+            except Exception:  # one stuck row never stops the others; it is tried again next run
+                counts["errors"] += 1
+                logger.warning("could not reconcile", extra={"kind": kind, "id": pk}, exc_info=True)
     return counts
