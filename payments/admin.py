@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from djstripe.admin.admin import CustomerAdmin as DjstripeCustomerAdmin
 from djstripe.models import Customer as DjstripeCustomer
 
+from config.admin import ReadOnlyAdmin, ReadOnlyInline
 from config.errors import DomainError
 from payments import services
 from payments.models import (
@@ -29,19 +30,6 @@ from payments.models import (
 from payments.webhooks import event_apply_lock
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Money records change only through services: no add, edit or delete here."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 class RefundForm(forms.Form):
     amount = forms.IntegerField(
         required=False, min_value=1, help_text="Minor units; leave empty to refund everything that is left."
@@ -49,15 +37,10 @@ class RefundForm(forms.Form):
     reason = forms.CharField(required=False, max_length=255)
 
 
-class RefundInline(admin.TabularInline):
+class RefundInline(ReadOnlyInline):
     model = Refund
     fields = ("id", "amount", "currency", "status", "reason", "requested_by", "stripe_refund_id", "created_at")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Payment)

@@ -11,22 +11,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from config.admin import ReadOnlyAdmin, ReadOnlyInline
 from config.errors import DomainError
 from wallets import services
 from wallets.models import Account, Deposit, Entry, Posting, Withdrawal, WithdrawalStatus
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """No add, change or delete: the ledger is corrected with new entries, never edits."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Account)
@@ -38,12 +26,10 @@ class AccountAdmin(ReadOnlyAdmin):
     ordering = ("id",)
 
 
-class PostingInline(admin.TabularInline):
+class PostingInline(ReadOnlyInline):
     model = Posting
     fields = ("id", "account", "amount", "balance_after", "created_at")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     show_change_link = True
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
