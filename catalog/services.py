@@ -83,10 +83,7 @@ def product_update(*, merchant: User, product_id: str, **changes: Any) -> Produc
         raise ValidationFailed(f"Unknown field {sorted(unknown)[0]}.", param=sorted(unknown)[0])
     _check_values(changes)
     with transaction.atomic():
-        try:
-            product = lock_product(product_id, merchant_id=merchant.pk)
-        except Product.DoesNotExist as exc:
-            raise ProductNotFound(param="id") from exc
+        product = _lock_own(product_id, merchant)
         changed = [field for field, value in changes.items() if getattr(product, field) != value]
         if changed:
             for field in changed:
@@ -95,6 +92,14 @@ def product_update(*, merchant: User, product_id: str, **changes: Any) -> Produc
             product.save(update_fields=[*changed, "updated_at"])
             catalog_cache_bump_on_commit()
     return product
+
+
+def _lock_own(product_id: str, merchant: User) -> Product:
+    """Locks the merchant's own live product; ProductNotFound for anyone else's or a deleted one."""
+    try:
+        return lock_product(product_id, merchant_id=merchant.pk)
+    except Product.DoesNotExist as exc:
+        raise ProductNotFound(param="id") from exc
 
 
 @retry_on_contention()
@@ -106,10 +111,7 @@ def product_delete(*, merchant: User, product_id: str) -> Product:
     """
     _check_merchant(merchant)
     with transaction.atomic():
-        try:
-            product = lock_product(product_id, merchant_id=merchant.pk)
-        except Product.DoesNotExist as exc:
-            raise ProductNotFound(param="id") from exc
+        product = _lock_own(product_id, merchant)
         product.deleted_at = product.updated_at = timezone.now()
         product.save(update_fields=["deleted_at", "updated_at"])
         catalog_cache_bump_on_commit()
