@@ -7,7 +7,7 @@ PORT ?= 8420
 WEB_PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck fake-stripe bench bench-quick clean
+.PHONY: install demo test lint typecheck fake-stripe bench bench-quick embedded-stop clean
 
 $(STAMP): requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -38,5 +38,9 @@ bench: install
 bench-quick: install
 	$(PY) -m bench --quick
 
-clean:
-	rm -rf $(VENV) var/*.sqlite3 db.sqlite3
+# Stops the embedded PostgreSQL and Redis under var/ if a bare manage.py command started them.
+embedded-stop: install
+	$(PY) -m config.embedded stop
+
+clean: embedded-stop
+	rm -rf $(VENV)

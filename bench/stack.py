@@ -23,6 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from config import embedded
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 VAR = ROOT / "var" / "bench"
@@ -51,9 +53,8 @@ def database_urls() -> tuple[str, str]:
     explicit = os.environ.get("BENCH_DATABASE_URL")
     if explicit:
         return _with_path(explicit, "/postgres"), explicit
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith(("postgres://", "postgresql://")):
-        base = "postgres://postgres@127.0.0.1:5432/postgres"
+    # Without DATABASE_URL, the embedded server under var/ (as for `make demo` and `make test`).
+    base = os.environ.get("DATABASE_URL", "") or embedded.postgres_url()
     name = os.environ.get("BENCH_DB_NAME", "bench")
     return _with_path(base, "/postgres"), _with_path(base, f"/{name}")
 
@@ -62,7 +63,10 @@ def redis_url() -> str:
     explicit = os.environ.get("BENCH_REDIS_URL")
     if explicit:
         return explicit
-    base = os.environ.get("REDIS_URL", "") or "redis://127.0.0.1:6379/0"
+    base = os.environ.get("REDIS_URL", "") or embedded.redis_url()
+    if base.startswith("unix://"):  # the database is a query parameter of a socket URL
+        parts = urlsplit(base)
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, "db=8", ""))
     return _with_path(base, "/8")
 
 

@@ -17,7 +17,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY", _cores + 1))
 threads = int(os.environ.get("GUNICORN_THREADS", 4))
 # Above Stripe's 10 s timeout with its retries, below what a load balancer waits.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 45))
-graceful_timeout = 20
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", 20))
 keepalive = 5
 # Recycle workers now and then so a slow leak never grows without bound.
 # A leak guard, not a habit: at a few hundred requests/s per worker, 2000 meant

@@ -1,17 +1,21 @@
 """The one settings module. Every knob comes from the environment (12-factor).
 
-With no environment at all the platform runs on embedded defaults: SQLite in
-IMMEDIATE transaction mode, a local-memory cache, Celery tasks run eagerly and
-Stripe calls go to the local fake server that ``make demo`` starts.
+With no environment at all the platform runs on embedded defaults: the embedded
+PostgreSQL and Redis under ``var/`` (``config.embedded``), a real Celery broker on
+that Redis, and Stripe calls to the local fake server that ``make demo`` starts.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import unquote
 
 import environ
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+
+from config import embedded
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -50,6 +54,7 @@ INSTALLED_APPS = [
     "catalog",
     "orders",
     "payments",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -89,44 +94,42 @@ TEMPLATES = [
 
 # --- database ---------------------------------------------------------------
 
-DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # IMMEDIATE takes the write lock at BEGIN, so concurrent writers queue
-    # instead of failing with "database is locked" half-way through.
-    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
-else:
-    DATABASES["default"]["ENGINE"] = "config.postgres"  # Django's, without pattern-ops twin indexes
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    # Lets psycopg prepare statements at all; only config.db.prepared_cursor
-    # does (Django's own cursors bind client-side and never prepare).
-    DATABASES["default"]["OPTIONS"] = {"prepare_threshold": 5}
+# PostgreSQL is the only database. Without DATABASE_URL the embedded server under
+# var/ serves (config.embedded starts it on first use).
+DATABASE_URL = env.str("DATABASE_URL", default="") or embedded.postgres_url()
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+if DATABASES["default"]["ENGINE"] not in ("django.db.backends.postgresql", "config.postgres"):
+    raise ImproperlyConfigured("DATABASE_URL must name a PostgreSQL database (postgres://…), the only one supported")
+# A unix-socket directory arrives percent-encoded in the URL's host.
+DATABASES["default"]["HOST"] = unquote(str(DATABASES["default"].get("HOST") or ""))
+DATABASES["default"]["ENGINE"] = "config.postgres"  # Django's, without pattern-ops twin indexes
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Lets psycopg prepare statements at all; only config.db.prepared_cursor
+# does (Django's own cursors bind client-side and never prepare).
+DATABASES["default"]["OPTIONS"] = {"prepare_threshold": 5}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-USING_POSTGRES = DATABASES["default"]["ENGINE"] == "config.postgres"
 
 # --- cache, broker, tasks ---------------------------------------------------
 
-REDIS_URL = env.str("REDIS_URL", default="")
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "pp",
-            "OPTIONS": {
-                "SOCKET_CONNECT_TIMEOUT": 2,
-                "SOCKET_TIMEOUT": 2,
-            },
-        }
+# Redis serves the cache, the throttles and the Celery broker. Without REDIS_URL the
+# embedded server under var/ serves (config.embedded starts it on first use).
+REDIS_URL = env.str("REDIS_URL", default="") or embedded.redis_url()
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "pp",
+        "OPTIONS": {
+            "SOCKET_CONNECT_TIMEOUT": 2,
+            "SOCKET_TIMEOUT": 2,
+        },
     }
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pp"}}
+}
 
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or embedded.celery_broker_url(REDIS_URL)
 CELERY_RESULT_BACKEND = None
-CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -9,20 +9,16 @@ from config.settings import DATABASES
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-# Lets several suites run side by side on one machine, each on its own database.
+# Lets several suites run side by side on one server, each on its own database.
 _suffix = os.environ.get("TEST_DB_SUFFIX", "")
-
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # A file kept between runs (pytest --reuse-db): dj-stripe's migrations are slow on SQLite.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test_db{_suffix}.sqlite3")}  # noqa: F405
-else:
-    if _suffix:
-        DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{_suffix}"}
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+if _suffix:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{_suffix}"}
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
 
 LOGGING["root"]["level"] = os.environ.get("LOG_LEVEL", "WARNING")  # type: ignore[index]  # noqa: F405
 
-# Tasks run in-process in tests, whatever broker the environment names.
+# Tasks run in-process in tests, whatever broker the environment names; the
+# tests that need a real worker start one against the real broker themselves.
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_BROKER_URL = "memory://"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# `make demo`: the whole platform on this machine with embedded defaults only
-# (SQLite, no Redis, Celery tasks run eagerly, the local fake Stripe server).
-# Migrates, seeds the demo data, starts the fake Stripe server, registers the
-# webhook endpoint with it and serves http://127.0.0.1:$WEB_PORT until Ctrl-C;
-# on exit it stops the fake Stripe server too.
+# `make demo`: the whole platform on this machine in its production topology, on
+# embedded servers only: PostgreSQL and Redis from Python packages of the lock
+# (data under var/, reused by the next run), the local fake Stripe server, the
+# web server, a real Celery worker and Celery beat. Migrates, seeds the demo
+# data, registers the webhook endpoint with the fake and serves
+# http://127.0.0.1:$WEB_PORT until Ctrl-C, which stops every process it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,16 +46,25 @@ sys.exit(f"{url} did not answer within {seconds:.0f} s")
 EOF
 }
 
+STARTED_AT=$SECONDS
 STRIPE_PID=""
 WEB_PID=""
+WORKER_PID=""
+BEAT_PID=""
+EMBEDDED_STARTED=""
 cleanup() {
     trap - EXIT INT TERM
-    for pid in $WEB_PID $STRIPE_PID; do
-        kill "$pid" 2>/dev/null || true
+    local pids="$WEB_PID $BEAT_PID $WORKER_PID $STRIPE_PID"
+    for pid in $pids; do
+        kill -TERM "$pid" 2>/dev/null || true
     done
-    for pid in $WEB_PID $STRIPE_PID; do
+    for pid in $pids; do
         wait "$pid" 2>/dev/null || true
     done
+    if [[ -n "$EMBEDDED_STARTED" ]]; then
+        # shellcheck disable=SC2086  # a list of names
+        "$PY" -m config.embedded stop $EMBEDDED_STARTED || true
+    fi
     echo "demo stopped"
 }
 trap cleanup EXIT
@@ -67,7 +77,11 @@ for port in "$WEB_PORT" "$STRIPE_PORT"; do
     fi
 done
 
-say "migrating the SQLite database (the first run takes a minute or two: dj-stripe has many migrations)"
+say "starting the embedded PostgreSQL and Redis (data under var/)"
+eval "$("$PY" -m config.embedded start)"
+export DATABASE_URL REDIS_URL
+
+say "migrating (the first run applies dj-stripe's many migrations)"
 "$PY" manage.py migrate --noinput -v 0
 
 say "seeding demo data"
@@ -86,16 +100,22 @@ else
     echo "scripts/fake_stripe.py not found: card payments are unavailable in this demo" >&2
 fi
 
+say "starting the Celery worker and beat"
+"$PY" -m celery -A config worker --loglevel=WARNING --concurrency=2 --without-mingle --without-gossip &
+WORKER_PID=$!
+"$PY" -m celery -A config beat --loglevel=WARNING --schedule var/celerybeat-schedule &
+BEAT_PID=$!
+
 say "starting the web server on ${BASE_URL}"
-"$PY" -m gunicorn config.wsgi \
-    --bind "127.0.0.1:${WEB_PORT}" --workers 1 --threads 8 --worker-class gthread \
-    --timeout 60 --graceful-timeout 5 --no-control-socket &
+GUNICORN_BIND="127.0.0.1:${WEB_PORT}" WEB_CONCURRENCY=2 GUNICORN_GRACEFUL_TIMEOUT=5 \
+    "$PY" -m gunicorn -c config/gunicorn.py config.wsgi &
 WEB_PID=$!
-wait_for "${BASE_URL}/healthz" 60 "$WEB_PID"
+wait_for "${BASE_URL}/api/v1/products" 60 "$WEB_PID"
 
 cat <<EOF
 
-The platform is up (Ctrl-C stops it and the fake Stripe server):
+The platform is up after $((SECONDS - STARTED_AT)) s (Ctrl-C stops it, the worker, beat, the fake Stripe server
+and the embedded PostgreSQL and Redis):
   API        ${BASE_URL}/api/v1/   e.g. curl ${BASE_URL}/api/v1/products
   API docs   ${BASE_URL}/api/docs/
   dashboard  ${BASE_URL}/dashboard/   (merchant login)
@@ -103,4 +123,5 @@ The platform is up (Ctrl-C stops it and the fake Stripe server):
   Stripe     ${STRIPE_API_BASE}       (local fake; test card 4242 4242 4242 4242)
 EOF
 printf '%s\n' "$LOGINS" | sed 's/^/  /'
-wait "$WEB_PID"
+# Any of them exiting ends the demo (and cleanup stops the rest).
+wait -n "$WEB_PID" "$WORKER_PID" "$BEAT_PID"

@@ -10,19 +10,18 @@ from tests.factories import CustomerFactory, MerchantFactory, StaffFactory
 
 
 def pytest_collection_modifyitems(config, items):
-    """In CI nothing may be skipped for want of a service: fail instead."""
-    if os.environ.get("CI"):
-        config.pluginmanager.register(_NoSkipInCI(), "no-skip-in-ci")
+    """Nothing may be skipped, on any machine: a skip is reported as a failure."""
+    config.pluginmanager.register(_NoSkip(), "no-skip")
 
 
-class _NoSkipInCI:
+class _NoSkip:
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
         outcome = yield
         report = outcome.get_result()
         if report.skipped and not hasattr(report, "wasxfail"):
             report.outcome = "failed"
-            report.longrepr = f"skipped in CI, which is not allowed: {report.longrepr}"
+            report.longrepr = f"skipped, which is not allowed: {report.longrepr}"
 
 
 @pytest.fixture(autouse=True)
@@ -92,18 +91,6 @@ def assert_error(response, status: int, code: str, param: str | None = None) -> 
     if param is not None:
         assert error["param"] == param, error
     return error
-
-
-def pytest_runtest_setup(item):
-    """``@pytest.mark.postgres`` tests (row locks, concurrency) run only on PostgreSQL.
-
-    They skip themselves elsewhere; in CI, which runs on PostgreSQL, a skip is a failure.
-    """
-    if item.get_closest_marker("postgres") is not None:
-        from django.db import connection
-
-        if connection.vendor != "postgresql":
-            pytest.skip("needs PostgreSQL (set DATABASE_URL=postgres://…)")
 
 
 # --- Stripe: one local fake server (localstripe) per test run ----------------------------------
@@ -244,17 +231,17 @@ def fake_stripe(fake_stripe_server, settings, db):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collectreport(report):
-    """A module skipped while collecting (``pytest.importorskip`` …) fails in CI too."""
-    if os.environ.get("CI") and report.skipped:
+    """A module skipped while collecting (``pytest.importorskip`` …) fails too."""
+    if report.skipped:
         report.outcome = "failed"
-        report.longrepr = f"module skipped in CI, which is not allowed: {report.longrepr}"
-        _modules_skipped_in_ci.append(report.nodeid)
+        report.longrepr = f"module skipped, which is not allowed: {report.longrepr}"
+        _modules_skipped.append(report.nodeid)
 
 
-_modules_skipped_in_ci: list[str] = []
+_modules_skipped: list[str] = []
 
 
 def pytest_sessionfinish(session, exitstatus):
     # A failed collect report does not count as a failed test: fail the run here.
-    if _modules_skipped_in_ci and exitstatus == pytest.ExitCode.OK:
+    if _modules_skipped and exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from accounts.services import tokens_for
 from tests.factories import CustomerFactory
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 RACERS = 8
 

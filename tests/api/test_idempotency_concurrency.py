@@ -49,7 +49,6 @@ def _assert_one_performed(responses: list, created_status: int) -> bytes:
     return performed[0].content
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_order_post_when_20_identical_requests_race_with_one_key_then_one_order_and_one_entry():
     buyer = CustomerFactory()
@@ -79,7 +78,6 @@ def test_order_post_when_20_identical_requests_race_with_one_key_then_one_order_
     assert Order.objects.count() == 1
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_register_when_20_identical_requests_race_with_one_key_then_one_user():
     from rest_framework.test import APIClient

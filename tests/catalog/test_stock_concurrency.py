@@ -12,7 +12,7 @@ from catalog.models import Product
 from tests.conftest import client_for
 from tests.factories import ProductFactory
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 def _in_threads(count: int, work) -> list:

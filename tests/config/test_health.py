@@ -8,6 +8,7 @@ import pytest
 from django.db import OperationalError, connection
 
 from config.celery import app as celery_app
+from config.embedded import celery_broker_url
 
 pytestmark = pytest.mark.django_db
 
@@ -73,7 +74,7 @@ def broker(settings):
 
 
 def test_readyz_when_broker_configured_and_up_then_checked_and_200(api, broker, settings):
-    broker(settings.REDIS_URL or "memory://")
+    broker(celery_broker_url(settings.REDIS_URL))
 
     response = api.get("/readyz")
 

@@ -17,7 +17,7 @@ from tests.factories import CustomerFactory, MerchantFactory, ProductFactory
 from tests.orders.conftest import buy, fund
 from wallets.models import Account, Entry, Posting
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 def _rows() -> tuple[int, ...]:

@@ -15,7 +15,7 @@ from tests.factories import ProductFactory
 from tests.wallets.conftest import fund, verify
 from wallets.models import Account
 
-pytestmark = [pytest.mark.postgres, pytest.mark.stripe, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.stripe, pytest.mark.django_db(transaction=True)]
 
 
 def _run_concurrently(count: int, work) -> list:

@@ -209,7 +209,6 @@ def test_handler_when_stripe_unreachable_then_failed_visible_and_retried_later(
     assert _balance(customer) == 2500
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_same_succeeded_delivered_ten_times_concurrently_then_credited_once(fake_stripe, customer):
     payment, intent = _charged_deposit_unseen(fake_stripe, customer)
@@ -443,7 +442,6 @@ def _applied_elsewhere(event_id: str):
         other.close()
 
 
-@pytest.mark.postgres
 def test_drain_and_retry_task_when_another_worker_applies_the_event_then_leave_it_to_that_worker(
     fake_stripe, customer, monkeypatch
 ):
@@ -464,7 +462,6 @@ def test_drain_and_retry_task_when_another_worker_applies_the_event_then_leave_i
     assert _balance(customer) == 2500
 
 
-@pytest.mark.postgres
 def test_admin_replay_when_a_worker_applies_the_event_then_left_alone_with_a_warning(
     fake_stripe, customer, staff, django_capture_on_commit_callbacks
 ):

@@ -22,7 +22,7 @@ from wallets.services import (
     withdrawal_request,
 )
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 THREADS = 12
 OPERATIONS = 25

@@ -20,8 +20,6 @@ from wallets.services import (
     wallet_id_for,
 )
 
-pytestmark = pytest.mark.postgres
-
 
 def _run(statement: LedgerStatement, *, gate: bool = True) -> int:
     """Runs the parts behind a one-row (or empty) gate CTE; the number of rows the last wallet returned."""

@@ -10,7 +10,7 @@ from tests.wallets.conftest import fund, verify
 from wallets import verify as ledger
 from wallets.models import Account, Posting
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 def _backend_pid() -> int:
