@@ -50,3 +50,13 @@ def product_of_merchant_get(merchant: User, product_id: str) -> Product:
         return products_of_merchant(merchant).get(pk=product_id)
     except Product.DoesNotExist as exc:
         raise ProductNotFound(param="id") from exc
+
+
+def products_of_merchant_newest_first(merchant: User) -> QuerySet[Product]:
+    """A merchant's own products for a paged list, deleted ones included, newest first."""
+    return products_of_merchant(merchant).order_by("-id")
+
+
+def products_live_count_of_merchant(merchant: User) -> int:
+    """How many of the merchant's products are not deleted (active or not)."""
+    return products_of_merchant(merchant).filter(deleted_at__isnull=True).count()

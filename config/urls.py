@@ -22,7 +22,7 @@ urlpatterns = [
     # Django would render its HTML debug page instead of handler404).
     re_path(r"^api/", errors.handler404),
     path("admin/", admin.site.urls),
-    path("dashboard/", include("catalog.dashboard_urls", namespace="dashboard")),
+    path("dashboard/", include("dashboard.urls")),
     # Stripe's deliveries, at dj-stripe's endpoint URL but served by our lean view; the
     # include stays for reverse("djstripe:djstripe_webhook_by_uuid") and dj-stripe's admin.
     path("stripe/webhook/<uuid:uuid>/", stripe_webhook, name="stripe-webhook"),

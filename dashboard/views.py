@@ -2,6 +2,8 @@
 
 Views are thin like the API's: a form validates, one service or selector does
 the work, and a ``DomainError`` becomes a form error instead of a page error.
+The top surface: it reads through the domain apps' selectors and writes through
+their services; no domain app imports it.
 """
 
 from __future__ import annotations
@@ -17,28 +19,28 @@ from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, Sum
 from django.forms import Form
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
-from catalog import selectors, services
-from catalog.dashboard_forms import (
+from catalog import selectors as catalog_selectors
+from catalog import services as catalog_services
+from catalog.errors import ProductNotFound
+from config.errors import DomainError
+from dashboard.forms import (
     MerchantLoginForm,
     ProductForm,
     RefundForm,
     WebhookEndpointForm,
     WithdrawalForm,
 )
-from catalog.errors import ProductNotFound
-from config.errors import DomainError
 from orders import selectors as order_selectors
 from orders import services as order_services
-from orders.models import PAID_STATUSES, EventDelivery, Order, OrderStatus
+from orders.errors import OrderNotFound
+from orders.models import OrderStatus
 from payments import services as payment_services
-from payments.models import Refund
 from wallets import selectors as wallet_selectors
 from wallets import services as wallet_services
 
@@ -116,14 +118,11 @@ class LogoutView(auth_views.LogoutView):
 @merchant_required
 def home(request: HttpRequest) -> HttpResponse:
     merchant = _merchant(request)
-    totals = Order.objects.filter(merchant=merchant, status__in=PAID_STATUSES).aggregate(
-        sales=Count("id"), gross=Sum("amount"), net=Sum("merchant_net"), refunded=Sum("payment__amount_refunded")
-    )
     context = {
         "wallet": wallet_selectors.wallet_summary(merchant),
-        "totals": {key: value or 0 for key, value in totals.items()},
-        "recent": order_selectors.sales_of_merchant(merchant=merchant).select_related("product")[:10],
-        "products_live": selectors.products_of_merchant(merchant).filter(deleted_at__isnull=True).count(),
+        "totals": order_selectors.sales_totals_of_merchant(merchant=merchant),
+        "recent": order_selectors.sales_recent_of_merchant(merchant=merchant),
+        "products_live": catalog_selectors.products_live_count_of_merchant(merchant),
         "currency": _currency(),
     }
     return render(request, "dashboard/home.html", context)
@@ -134,7 +133,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @merchant_required
 def products(request: HttpRequest) -> HttpResponse:
-    own = selectors.products_of_merchant(_merchant(request)).order_by("-id")
+    own = catalog_selectors.products_of_merchant_newest_first(_merchant(request))
     page = Paginator(own, 50).get_page(request.GET.get("page"))
     return render(request, "dashboard/products.html", {"page": page, "currency": _currency()})
 
@@ -144,7 +143,7 @@ def product_create(request: HttpRequest) -> HttpResponse:
     form = ProductForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            product = services.product_create(merchant=_merchant(request), **form.cleaned_data)
+            product = catalog_services.product_create(merchant=_merchant(request), **form.cleaned_data)
         except DomainError as error:
             _form_error(form, error)
         else:
@@ -156,17 +155,17 @@ def product_create(request: HttpRequest) -> HttpResponse:
 @merchant_required
 def product_edit(request: HttpRequest, product_id: str) -> HttpResponse:
     try:
-        product = selectors.product_of_merchant_get(_merchant(request), product_id)
+        product = catalog_selectors.product_of_merchant_get(_merchant(request), product_id)
     except ProductNotFound:
         return render(request, "404.html", status=404)
     if product.deleted_at is not None:
         messages.error(request, "A deleted product cannot be edited.")
         return redirect("dashboard:products")
-    initial = {field: getattr(product, field) for field in services.EDITABLE_FIELDS}
+    initial = {field: getattr(product, field) for field in catalog_services.EDITABLE_FIELDS}
     form = ProductForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            services.product_update(merchant=_merchant(request), product_id=product.id, **form.cleaned_data)
+            catalog_services.product_update(merchant=_merchant(request), product_id=product.id, **form.cleaned_data)
         except DomainError as error:
             _form_error(form, error)
         else:
@@ -179,7 +178,7 @@ def product_edit(request: HttpRequest, product_id: str) -> HttpResponse:
 @require_POST
 def product_delete(request: HttpRequest, product_id: str) -> HttpResponse:
     try:
-        services.product_delete(merchant=_merchant(request), product_id=product_id)
+        catalog_services.product_delete(merchant=_merchant(request), product_id=product_id)
     except DomainError as error:
         messages.error(request, error.message)
     else:
@@ -195,27 +194,17 @@ def sales(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status") or None
     if status not in OrderStatus.values:
         status = None
-    queryset = order_selectors.sales_of_merchant(merchant=_merchant(request), status=status)
-    page = Paginator(queryset.select_related("product", "payment").order_by("-id"), 50).get_page(
-        request.GET.get("page")
-    )
+    queryset = order_selectors.sales_listed_of_merchant(merchant=_merchant(request), status=status)
+    page = Paginator(queryset, 50).get_page(request.GET.get("page"))
     context = {"page": page, "status": status or "", "statuses": OrderStatus.choices, "currency": _currency()}
     return render(request, "dashboard/sales.html", context)
 
 
-def _own_sale(request: HttpRequest, order_id: str) -> Order | None:
-    return (
-        order_selectors.sales_of_merchant(merchant=_merchant(request))
-        .select_related("product", "payment", "buyer")
-        .filter(pk=order_id)
-        .first()
-    )
-
-
 @merchant_required
 def sale_detail(request: HttpRequest, order_id: str) -> HttpResponse:
-    order = _own_sale(request, order_id)
-    if order is None:
+    try:
+        order = order_selectors.sale_of_merchant_get(merchant=_merchant(request), order_id=order_id)
+    except OrderNotFound:
         return render(request, "404.html", status=404)
     form = RefundForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -231,7 +220,7 @@ def sale_detail(request: HttpRequest, order_id: str) -> HttpResponse:
         else:
             messages.success(request, f"Refund {refund.id}: {refund.status}.")
             return redirect("dashboard:sale", order_id=order.id)
-    refunds = Refund.objects.filter(payment_id=order.payment_id).order_by("-id") if order.payment_id else []
+    refunds = order_selectors.refunds_of_sale(order=order)
     context = {"order": order, "form": form, "refunds": refunds, "currency": order.currency}
     return render(request, "dashboard/sale.html", context)
 
@@ -253,7 +242,7 @@ def withdrawals(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "wallet": wallet_selectors.wallet_summary(_merchant(request)),
-        "withdrawals": wallet_selectors.withdrawals_of(_merchant(request)).order_by("-id")[:100],
+        "withdrawals": wallet_selectors.withdrawals_recent_of(_merchant(request)),
         "currency": _currency(),
     }
     return render(request, "dashboard/withdrawals.html", context)
@@ -277,9 +266,7 @@ def webhooks(request: HttpRequest) -> HttpResponse:
         "form": form,
         "created": created,  # its secret is shown this once
         "endpoints": order_selectors.webhook_endpoints_of(merchant=_merchant(request)),
-        "deliveries": EventDelivery.objects.filter(endpoint__merchant=_merchant(request))
-        .select_related("event", "endpoint")
-        .order_by("-id")[:25],
+        "deliveries": order_selectors.webhook_deliveries_of(merchant=_merchant(request)),
     }
     return render(request, "dashboard/webhooks.html", context)
 

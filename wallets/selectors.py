@@ -59,3 +59,8 @@ def withdrawal_get(*, user: User, withdrawal_id: str) -> Withdrawal:
 def withdrawals_pending() -> QuerySet[Withdrawal]:
     """What staff still have to decide, oldest first."""
     return Withdrawal.objects.filter(status=WithdrawalStatus.PENDING).select_related("user").order_by("id")
+
+
+def withdrawals_recent_of(user: User, limit: int = 100) -> list[Withdrawal]:
+    """The user's ``limit`` newest withdrawals."""
+    return list(withdrawals_of(user).order_by("-id")[:limit])
