@@ -41,11 +41,10 @@ class JWTAuthentication(_JWTAuthentication):
         return user, validated
 
     def get_user(self, validated_token: Token) -> Any:
-        """simplejwt's look-up and refusals, with the user read by one prepared statement on
-        PostgreSQL: every authenticated request makes it, and the ORM's query building cost more
-        than the query."""
+        """simplejwt's look-up and refusals, with the user read by one prepared statement: every
+        authenticated request makes it, and the ORM's query building cost more than the query."""
         user_id = validated_token.get(jwt_settings.USER_ID_CLAIM)
-        if connection.vendor != "postgresql" or user_id is None or jwt_settings.CHECK_REVOKE_TOKEN:
+        if user_id is None or jwt_settings.CHECK_REVOKE_TOKEN:
             return super().get_user(validated_token)
         user = _user_by_id(str(user_id))
         if user is None:

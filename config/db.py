@@ -23,11 +23,7 @@ _RETRYABLE_SQLSTATES = {"40P01", "40001", "55P03"}
 
 def is_contention(exc: BaseException) -> bool:
     cause = exc.__cause__
-    sqlstate = getattr(cause, "sqlstate", None)
-    if sqlstate in _RETRYABLE_SQLSTATES:
-        return True
-    # SQLite: a writer that waited out its busy timeout.
-    return "database is locked" in str(exc)
+    return getattr(cause, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
 def retry_on_contention(attempts: int = 5) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -69,7 +65,7 @@ def insert_values(
     parameters), which the database works out.
     """
     numbered = instance.pk is None  # the database numbers it (read it back with RETURNING)
-    head, plan = _insert_plan(type(instance), connection.vendor, numbered)
+    head, plan = _insert_plan(type(instance), numbered)
     computed = computed or {}
     placeholders: list[str] = []
     values: list[Any] = []
@@ -112,7 +108,7 @@ _PLAIN_FIELDS = (models.CharField, models.TextField, models.IntegerField, models
 
 @functools.cache
 def _insert_plan(
-    model: type[models.Model], vendor: str, numbered: bool
+    model: type[models.Model], numbered: bool
 ) -> tuple[str, tuple[tuple[str, Callable[..., Any] | None], ...]]:
     """``INSERT INTO table (columns)`` of a model and, per column, how its value is prepared (None: as it is)."""
     meta = model._meta
@@ -130,18 +126,18 @@ def _insert_plan(
 
 
 def prepared_cursor() -> CursorWrapper:
-    """A cursor that runs each statement as a prepared statement of the connection (PostgreSQL).
+    """A cursor that runs each statement as a prepared statement of the connection.
 
     Django's cursors bind parameters client-side and never prepare, so
     PostgreSQL parses and plans every statement anew. For the hot
     one-statement paths (the wallet purchase plans in about as long as it
     runs) this one has the server bind the parameters and prepares the
     statement on the connection, so later runs reuse its plan. Execute
-    wrappers see it as any other cursor. Elsewhere, and while queries are
-    logged (DEBUG, tests capturing them: the log shows the SQL with its
-    values), it is Django's cursor.
+    wrappers see it as any other cursor. While queries are logged (DEBUG,
+    tests capturing them: the log shows the SQL with its values), it is
+    Django's cursor.
     """
-    if connection.vendor != "postgresql" or connection.queries_logged:
+    if connection.queries_logged:
         return connection.cursor()
     connection.ensure_connection()
     return connection.make_cursor(_preparing_cursor_class()(connection.connection))

@@ -213,17 +213,16 @@ def _on_own_connection(work: Callable[[], T]) -> T:
 class Verification:
     """The ledger's size and every check's outcome, in ``checks`` order.
 
-    On PostgreSQL outside a transaction, everything is submitted at once to a
-    small pool whose threads each use a connection of their own (psycopg
-    releases the GIL while the server works). Inside a transaction (tests, a
-    caller's atomic block) other connections could not see its writes, and
-    SQLite gains nothing, so the checks run one after the other on the
-    caller's connection.
+    Outside a transaction, everything is submitted at once to a small pool
+    whose threads each use a connection of their own (psycopg releases the
+    GIL while the server works). Inside a transaction (tests, a caller's
+    atomic block) other connections could not see its writes, so the checks
+    run one after the other on the caller's connection.
     """
 
     def __init__(self, checks: tuple[Check, ...] = CHECKS, *, workers: int = WORKERS) -> None:
         self.checks = checks
-        self.concurrent = connection.vendor == "postgresql" and not connection.in_atomic_block
+        self.concurrent = not connection.in_atomic_block
         self._pool: ThreadPoolExecutor | None = None
         self._size: Future[dict[str, int]] | None = None
         self._outcomes: list[Future[Outcome]] = []
