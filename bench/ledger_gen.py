@@ -15,8 +15,8 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from bench import seed
+from wallets.ledger import platform_account_id, platform_accounts_ensure
 from wallets.models import Account, AccountKind, Entry, Posting
-from wallets.services import platform_account_id, platform_accounts_ensure
 
 PRICE = 100
 

@@ -655,7 +655,7 @@ def webhook_ingest(bench: Bench, catalog: Catalog | None) -> dict[str, Any]:
 def _webhook_applied_once(bench: Bench, delivered: list[str], seeded: list[str]) -> dict[str, Any]:
     """Each delivered event applied once (its order paid, one purchase entry), undelivered ones not at all."""
     from orders.models import Order
-    from orders.services import purchase_key
+    from orders.services.terms import purchase_key
     from payments.models import StripeEvent
     from wallets.models import Entry
 

@@ -16,8 +16,8 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import Role, User
 from catalog.models import Product
+from wallets.ledger import platform_account_id, platform_accounts_ensure
 from wallets.models import Account, AccountKind, Entry, EntryKind, Posting
-from wallets.services import platform_account_id, platform_accounts_ensure
 
 
 @dataclass(frozen=True, slots=True)

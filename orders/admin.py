@@ -7,8 +7,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from config.admin import ReadOnlyAdmin, ReadOnlyInline
-from orders import services
 from orders.models import DeliveryAttempt, EventDelivery, Order, OrderEvent, WebhookEndpoint
+from orders.services.events import delivery_redeliver
 
 
 class OrderEventInline(ReadOnlyInline):
@@ -49,7 +49,7 @@ class EventDeliveryAdmin(ReadOnlyAdmin):
     def redeliver(self, request: HttpRequest, queryset: QuerySet[EventDelivery]) -> None:
         count = 0
         for delivery_id in queryset.values_list("pk", flat=True):
-            services.delivery_redeliver(delivery_id=delivery_id, actor=request.user)  # type: ignore[arg-type]
+            delivery_redeliver(delivery_id=delivery_id, actor=request.user)  # type: ignore[arg-type]
             count += 1
         self.message_user(request, f"{count} deliveries queued again.", messages.SUCCESS)
 

@@ -22,7 +22,7 @@ PAID_STATUSES = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.R
 # The only status changes an order can make; services check every change here.
 # canceled/failed → paid exists for one case only: a card payment that succeeds
 # after its reservation expired, when the stock can still be taken again
-# (orders.services.order_on_payment_changed).
+# (orders.services.outcomes.order_on_payment_changed).
 ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
     OrderStatus.PENDING: frozenset({OrderStatus.PAID, OrderStatus.CANCELED, OrderStatus.FAILED}),
     OrderStatus.PAID: frozenset({OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED}),

@@ -6,6 +6,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from orders.models import Order, OrderPaymentMethod, OrderStatus, WebhookEndpoint
+from orders.rendering import iso, sale_object
 from payments.models import PaymentStatus
 
 
@@ -28,10 +29,6 @@ class OrderCreateSerializer(serializers.Serializer):
         allow_null=True,
         help_text="Card orders: a saved payment method (pm_…); absent: the default card.",
     )
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 class OrderSerializer(serializers.Serializer):
@@ -69,9 +66,9 @@ class OrderSerializer(serializers.Serializer):
             "payment": order.payment_id,
             "fulfillment": order.fulfillment if order.paid_at is not None else None,
             "client_secret": payment.client_secret or None if needs_action and payment is not None else None,
-            "reserved_until": _iso(order.reserved_until) if order.status == OrderStatus.PENDING else None,
-            "created_at": _iso(order.created_at),
-            "paid_at": _iso(order.paid_at),
+            "reserved_until": iso(order.reserved_until) if order.status == OrderStatus.PENDING else None,
+            "created_at": iso(order.created_at),
+            "paid_at": iso(order.paid_at),
         }
 
 
@@ -94,22 +91,7 @@ class SaleSerializer(serializers.Serializer):
     paid_at = serializers.DateTimeField(allow_null=True)
 
     def to_representation(self, order: Order) -> dict[str, Any]:
-        return {
-            "id": order.pk,
-            "status": order.status,
-            "product": order.product_id,
-            "buyer": order.buyer_id,
-            "quantity": order.quantity,
-            "unit_price": order.unit_price,
-            "amount": order.amount,
-            "fee": order.fee,
-            "merchant_net": order.merchant_net,
-            "currency": order.currency,
-            "payment_method": order.payment_method,
-            "payment": order.payment_id,
-            "created_at": _iso(order.created_at),
-            "paid_at": _iso(order.paid_at),
-        }
+        return sale_object(order)
 
 
 class SalesQuerySerializer(serializers.Serializer):

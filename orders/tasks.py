@@ -5,7 +5,9 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
-from orders import services
+from orders.models import DeliveryStatus
+from orders.services import events
+from orders.services.cancel import orders_expire
 
 
 def _eager() -> bool:
@@ -19,7 +21,7 @@ def expire_reservations() -> int:
     It also runs the delivery sweep, so retries and lost fan-outs are picked up
     even where no separate beat entry schedules ``deliveries_retry_due``.
     """
-    canceled = services.orders_expire()
+    canceled = orders_expire()
     deliveries_retry_due()
     return canceled
 
@@ -27,7 +29,7 @@ def expire_reservations() -> int:
 @shared_task(name="orders.tasks.event_fan_out")
 def event_fan_out(event_id: str) -> None:
     """After an order event commits: creates its deliveries and sends each once."""
-    for delivery_id in services.event_fan_out(event_id=event_id):
+    for delivery_id in events.event_fan_out(event_id=event_id):
         deliver_event.delay(delivery_id)
 
 
@@ -38,17 +40,17 @@ def deliver_event(delivery_id: str) -> None:
     With eager tasks (no broker: demo, tests) the next attempt is left to the
     sweep instead, since an eager countdown would not wait.
     """
-    delivery = services.delivery_attempt(delivery_id=delivery_id)
-    if delivery is not None and delivery.status == "pending" and not _eager():
+    delivery = events.delivery_attempt(delivery_id=delivery_id)
+    if delivery is not None and delivery.status == DeliveryStatus.PENDING and not _eager():
         deliver_event.apply_async((delivery_id,), eta=delivery.next_attempt_at)
 
 
 @shared_task(name="orders.tasks.deliveries_retry_due")
 def deliveries_retry_due() -> int:
     """Sends every delivery whose retry is due and fans out events whose fan-out was lost."""
-    for event_id in services.events_undispatched():
+    for event_id in events.events_undispatched():
         event_fan_out.delay(event_id)
-    due = services.deliveries_due()
+    due = events.deliveries_due()
     for delivery_id in due:
         deliver_event.delay(delivery_id)
     return len(due)

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from accounts.permissions import IsMerchant
 from config.schema import errors
 from config.throttling import PaymentsThrottle, UserThrottle, WriteThrottledMixin
-from orders import selectors, services
+from orders import selectors
 from orders.models import OrderStatus
 from orders.serializers import (
     OrderCreateSerializer,
@@ -24,6 +24,9 @@ from orders.serializers import (
     WebhookEndpointCreateSerializer,
     WebhookEndpointSerializer,
 )
+from orders.services.cancel import order_cancel
+from orders.services.purchase import order_place
+from orders.services.webhook_endpoints import webhook_endpoint_create, webhook_endpoint_delete
 
 
 class OrderListCreateView(WriteThrottledMixin, generics.ListAPIView):
@@ -60,7 +63,7 @@ class OrderListCreateView(WriteThrottledMixin, generics.ListAPIView):
         serializer = OrderCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        order = services.order_place(
+        order = order_place(
             buyer=request.user,  # type: ignore[arg-type]
             product_id=data["product"],
             quantity=data["quantity"],
@@ -87,7 +90,7 @@ class OrderCancelView(APIView):
         summary="Cancel a pending order; its stock comes back",
     )
     def post(self, request: Request, order_id: str) -> Response:
-        order = services.order_cancel(buyer=request.user, order_id=order_id)  # type: ignore[arg-type]
+        order = order_cancel(buyer=request.user, order_id=order_id)  # type: ignore[arg-type]
         return Response(OrderSerializer(order).data)
 
 
@@ -143,7 +146,7 @@ class WebhookEndpointListCreateView(WriteThrottledMixin, generics.ListAPIView):
     def post(self, request: Request) -> Response:
         serializer = WebhookEndpointCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        endpoint = services.webhook_endpoint_create(
+        endpoint = webhook_endpoint_create(
             merchant=request.user,  # type: ignore[arg-type]
             url=serializer.validated_data["url"],
         )
@@ -157,5 +160,5 @@ class WebhookEndpointDetailView(APIView):
         responses={204: None, **errors(401, 403, 404)}, tags=["merchant"], summary="Stop sending events to a URL"
     )
     def delete(self, request: Request, endpoint_id: str) -> Response:
-        services.webhook_endpoint_delete(merchant=request.user, endpoint_id=endpoint_id)  # type: ignore[arg-type]
+        webhook_endpoint_delete(merchant=request.user, endpoint_id=endpoint_id)  # type: ignore[arg-type]
         return Response(status=status.HTTP_204_NO_CONTENT)

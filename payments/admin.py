@@ -16,7 +16,6 @@ from djstripe.models import Customer as DjstripeCustomer
 
 from config.admin import ReadOnlyAdmin, ReadOnlyInline
 from config.errors import DomainError
-from payments import services
 from payments.models import (
     Dispute,
     DisputeStatus,
@@ -27,6 +26,9 @@ from payments.models import (
     StripeEvent,
     StripeEventStatus,
 )
+from payments.services.disputes import dispute_resolve
+from payments.services.events import stripe_event_process
+from payments.services.refunds import refund_create
 from payments.webhooks import event_apply_lock
 
 
@@ -91,7 +93,7 @@ class PaymentAdmin(ReadOnlyAdmin):
                 self.message_user(request, f"{payment.pk}: not an order payment.", messages.WARNING)
                 continue
             try:
-                services.refund_create(order_id=order_id, amount=None, reason="staff refund", requested_by=request.user)  # type: ignore[arg-type]
+                refund_create(order_id=order_id, amount=None, reason="staff refund", requested_by=request.user)  # type: ignore[arg-type]
                 done += 1
             except DomainError as exc:
                 self.message_user(request, f"{payment.pk}: {exc.code}: {exc.message}", messages.ERROR)
@@ -107,7 +109,7 @@ class PaymentAdmin(ReadOnlyAdmin):
         form = RefundForm(request.POST or None)
         if request.method == "POST" and form.is_valid() and order_id is not None:
             try:
-                refund = services.refund_create(
+                refund = refund_create(
                     order_id=order_id,
                     amount=form.cleaned_data["amount"],
                     reason=form.cleaned_data["reason"] or "staff refund",
@@ -151,7 +153,7 @@ class DisputeAdmin(ReadOnlyAdmin):
         done = 0
         for dispute in queryset.filter(status=DisputeStatus.OPEN).order_by("pk"):
             try:
-                services.dispute_resolve(dispute_id=dispute.pk, outcome=outcome, actor=request.user)  # type: ignore[arg-type]
+                dispute_resolve(dispute_id=dispute.pk, outcome=outcome, actor=request.user)  # type: ignore[arg-type]
                 done += 1
             except DomainError as exc:
                 self.message_user(request, f"{dispute.pk}: {exc.code}: {exc.message}", messages.ERROR)
@@ -186,7 +188,7 @@ class StripeEventAdmin(ReadOnlyAdmin):
                     self.message_user(request, f"{event.pk}: a worker is applying it right now.", messages.WARNING)
                     continue
                 try:
-                    services.stripe_event_process(event_id=event.pk)
+                    stripe_event_process(event_id=event.pk)
                     ok += 1
                 except Exception as exc:
                     failed += 1

@@ -6,6 +6,7 @@ class PaymentsConfig(AppConfig):
     verbose_name = "Payments"
 
     def ready(self) -> None:
-        from payments import gateway
+        # Models are ready only now; apps.py is wiring (top layer), so these imports point down.
+        from payments import gateway, tasks  # noqa: F401 - tasks: registers the task names webhooks queue by
 
         gateway.configure()

@@ -10,6 +10,11 @@ from celery import shared_task
 from django.core.cache import cache
 from django.utils import timezone
 
+from payments.models import StripeEvent, StripeEventStatus
+from payments.services.events import stripe_event_process
+from payments.services.reconcile import payments_reconcile
+from payments.webhooks import DRAIN_FLAG, event_apply_lock, pending_events_locked
+
 logger = logging.getLogger(__name__)
 
 MAX_EVENT_ATTEMPTS = 10
@@ -29,9 +34,6 @@ def drain_stripe_events(self: Any) -> int:
     different events (``pending_events_locked``). An event that fails is
     recorded ``failed`` and handed to ``process_stripe_event`` for its retries.
     """
-    from payments.services import stripe_event_process
-    from payments.webhooks import DRAIN_FLAG, pending_events_locked
-
     cache.delete(DRAIN_FLAG)
     taken = 0
     failed: list[str] = []  # not taken again by this drain, whatever state the failure left them in
@@ -56,9 +58,6 @@ def drain_stripe_events(self: Any) -> int:
 @shared_task(bind=True, max_retries=5, acks_late=True)
 def process_stripe_event(self: Any, event_id: str) -> None:
     """Applies one claimed Stripe event; retried with backoff, then left ``failed`` for the replay."""
-    from payments.services import stripe_event_process
-    from payments.webhooks import event_apply_lock
-
     with event_apply_lock(event_id) as mine:
         if not mine:
             return  # a drain is applying it right now
@@ -76,8 +75,6 @@ def process_stripe_event(self: Any, event_id: str) -> None:
 @shared_task
 def retry_failed_events() -> int:
     """Re-runs failed events (bounded attempts) and pending ones whose drain was lost."""
-    from payments.models import StripeEvent, StripeEventStatus
-
     stale = timezone.now() - timedelta(minutes=5)
     failed = StripeEvent.objects.filter(status=StripeEventStatus.FAILED, attempts__lt=MAX_EVENT_ATTEMPTS)
     lost = StripeEvent.objects.filter(status=StripeEventStatus.PENDING, received_at__lte=stale)
@@ -90,6 +87,4 @@ def retry_failed_events() -> int:
 @shared_task
 def reconcile_payments(min_age_seconds: int | None = None) -> dict[str, int]:
     """Settles card payments and refunds left in flight (Stripe was down, a webhook never came)."""
-    from payments.services import payments_reconcile
-
     return payments_reconcile(min_age_seconds=min_age_seconds)

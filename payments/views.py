@@ -17,7 +17,7 @@ from accounts.permissions import IsCustomer, IsMerchantOrStaff
 from config.pagination import CursorPagination
 from config.schema import errors
 from config.throttling import PaymentsThrottle, RefundsThrottle, WriteThrottledMixin
-from payments import selectors, services, webhooks
+from payments import selectors, webhooks
 from payments.serializers import (
     PaymentMethodAttachSerializer,
     PaymentSerializer,
@@ -26,6 +26,13 @@ from payments.serializers import (
     SavedCardSerializer,
     SetupIntentSerializer,
 )
+from payments.services.cards import (
+    payment_method_attach,
+    payment_method_detach,
+    payment_method_set_default,
+    setup_intent_create,
+)
+from payments.services.refunds import refund_create
 
 
 class NewestCardsFirst(CursorPagination):
@@ -80,7 +87,7 @@ class PaymentMethodListCreateView(WriteThrottledMixin, generics.ListAPIView):
     def post(self, request: Request) -> Response:
         serializer = PaymentMethodAttachSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        card = services.payment_method_attach(
+        card = payment_method_attach(
             user=request.user,  # type: ignore[arg-type]
             payment_method_id=serializer.validated_data["payment_method"],
         )
@@ -98,7 +105,7 @@ class SetupIntentView(WriteThrottledMixin, APIView):
         summary="A SetupIntent client secret for collecting a card client-side",
     )
     def post(self, request: Request) -> Response:
-        client_secret = services.setup_intent_create(user=request.user)  # type: ignore[arg-type]
+        client_secret = setup_intent_create(user=request.user)  # type: ignore[arg-type]
         return Response(SetupIntentSerializer({"client_secret": client_secret}).data)
 
 
@@ -112,7 +119,7 @@ class PaymentMethodDetailView(WriteThrottledMixin, APIView):
         summary="Remove a saved card; the newest other card becomes default if it was the default",
     )
     def delete(self, request: Request, payment_method_id: str) -> Response:
-        services.payment_method_detach(user=request.user, payment_method_id=payment_method_id)  # type: ignore[arg-type]
+        payment_method_detach(user=request.user, payment_method_id=payment_method_id)  # type: ignore[arg-type]
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -127,7 +134,7 @@ class PaymentMethodDefaultView(WriteThrottledMixin, APIView):
         summary="Make a saved card the default",
     )
     def post(self, request: Request, payment_method_id: str) -> Response:
-        card = services.payment_method_set_default(
+        card = payment_method_set_default(
             user=request.user,  # type: ignore[arg-type]
             payment_method_id=payment_method_id,
         )
@@ -147,7 +154,7 @@ class RefundCreateView(WriteThrottledMixin, APIView):
     def post(self, request: Request) -> Response:
         serializer = RefundCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        refund = services.refund_create(
+        refund = refund_create(
             order_id=serializer.validated_data["order"],
             amount=serializer.validated_data.get("amount"),
             reason=serializer.validated_data["reason"],

@@ -29,10 +29,10 @@ def _fresh_process_state(settings):
     """Forget in-process memories of rows a previous test's rollback removed."""
     from django.core.cache import cache
 
-    from wallets import services as wallet_services
+    from wallets import ledger
 
-    wallet_services.platform_accounts_forget()
-    wallet_services._wallet_ids.clear()
+    ledger.platform_accounts_forget()
+    ledger._wallet_ids.clear()
     cache.clear()
     settings.THROTTLE_SCALE = 0
     yield
@@ -178,7 +178,7 @@ class FakeStripe:
 
     def attach_card(self, user, number: str = "4242424242424242") -> str:
         """Saves a card for ``user`` (attached at Stripe, recorded by us); returns its ``pm_…`` id."""
-        from payments.services import payment_method_attach
+        from payments.services.cards import payment_method_attach
 
         payment_method_id = self.create_payment_method(number)
         payment_method_attach(user=user, payment_method_id=payment_method_id)
@@ -215,7 +215,7 @@ def fake_stripe(fake_stripe_server, settings, db):
     """
     import stripe
 
-    from payments.services import stripe_setup
+    from payments.services.setup import stripe_setup
 
     fake = FakeStripe(fake_stripe_server)
     fake.reset()

@@ -13,8 +13,8 @@ from django.template.response import TemplateResponse
 
 from config.admin import ReadOnlyAdmin, ReadOnlyInline
 from config.errors import DomainError
-from wallets import services
 from wallets.models import Account, Deposit, Entry, Posting, Withdrawal, WithdrawalStatus
+from wallets.withdrawals import withdrawal_approve, withdrawal_reject
 
 
 @admin.register(Account)
@@ -87,9 +87,9 @@ class WithdrawalAdmin(ReadOnlyAdmin):
         for withdrawal_id in queryset.filter(status=WithdrawalStatus.PENDING).values_list("pk", flat=True):
             try:
                 if approve:
-                    services.withdrawal_approve(withdrawal_id=withdrawal_id, actor=request.user)  # type: ignore[arg-type]
+                    withdrawal_approve(withdrawal_id=withdrawal_id, actor=request.user)  # type: ignore[arg-type]
                 else:
-                    services.withdrawal_reject(
+                    withdrawal_reject(
                         withdrawal_id=withdrawal_id,
                         actor=request.user,  # type: ignore[arg-type]
                         reason=reason,

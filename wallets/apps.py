@@ -1,13 +1,12 @@
 from typing import Any
 
 from django.apps import AppConfig
+from django.conf import settings
 from django.db.models.signals import post_migrate
 
 
 def _create_platform_accounts(sender: AppConfig, **kwargs: Any) -> None:
-    from django.conf import settings
-
-    from wallets.services import platform_accounts_ensure, platform_accounts_forget
+    from wallets.ledger import platform_accounts_ensure, platform_accounts_forget
 
     platform_accounts_forget()
     platform_accounts_ensure(settings.PLATFORM_CURRENCY)
@@ -18,4 +17,8 @@ class WalletsConfig(AppConfig):
     verbose_name = "Wallets and ledger"
 
     def ready(self) -> None:
+        # Models are ready only now; apps.py is wiring (top layer), so these imports point down.
+        from wallets import hooks
+
+        hooks.register()
         post_migrate.connect(_create_platform_accounts, sender=self)

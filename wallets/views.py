@@ -10,7 +10,8 @@ from rest_framework.views import APIView
 
 from config.schema import errors
 from config.throttling import PaymentsThrottle, WithdrawalsThrottle, WriteThrottledMixin
-from wallets import selectors, services
+from wallets import selectors
+from wallets.deposits import deposit_create
 from wallets.models import Posting, Withdrawal
 from wallets.serializers import (
     DepositCreateSerializer,
@@ -20,6 +21,7 @@ from wallets.serializers import (
     WithdrawalCreateSerializer,
     WithdrawalSerializer,
 )
+from wallets.withdrawals import withdrawal_request
 
 
 class WalletView(APIView):
@@ -64,7 +66,7 @@ class DepositCreateView(WriteThrottledMixin, APIView):
     def post(self, request: Request) -> Response:
         serializer = DepositCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        deposit = services.deposit_create(
+        deposit = deposit_create(
             user=request.user,  # type: ignore[arg-type]
             amount=serializer.validated_data["amount"],
             payment_method_id=serializer.validated_data["payment_method"],
@@ -109,7 +111,7 @@ class WithdrawalListCreateView(WriteThrottledMixin, generics.ListAPIView):
     def post(self, request: Request) -> Response:
         serializer = WithdrawalCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        withdrawal = services.withdrawal_request(
+        withdrawal = withdrawal_request(
             user=request.user,  # type: ignore[arg-type]
             amount=serializer.validated_data["amount"],
         )

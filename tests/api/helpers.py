@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from wallets.ledger import wallet_adjust, wallet_id_for
 from wallets.models import Account
-from wallets.services import wallet_adjust, wallet_id_for
 
 
 def fund(user, amount: int) -> str:

@@ -20,8 +20,8 @@ from payments.models import SavedCard
 from tests.api.helpers import fund
 from tests.conftest import client_for
 from tests.factories import CustomerFactory, MerchantFactory, ProductFactory, StaffFactory
+from wallets.ledger import wallet_id_for
 from wallets.models import Deposit
-from wallets.services import wallet_id_for
 
 ANON, CUST, OTHER_CUST, MERCH, OTHER_MERCH, STAFF = (
     "anonymous",

@@ -3,16 +3,17 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 
-from orders import services as order_services
+from orders.services.purchase import _card_reserve
+from orders.services.terms import terms_for, terms_forget
 from tests.factories import ProductFactory
-from wallets.services import wallet_adjust, wallet_id_for
+from wallets.ledger import wallet_adjust, wallet_id_for
 
 
 @pytest.fixture(autouse=True)
 def _forget_product_terms():
-    order_services.terms_forget()
+    terms_forget()
     yield
-    order_services.terms_forget()
+    terms_forget()
 
 
 def fund(user, amount: int, currency: str | None = None) -> str:
@@ -38,8 +39,8 @@ def reserve(buyer, product, quantity: int = 1):
     (Reaching this state through the API needs a Stripe that does not answer; the
     card tests do that. Read-side tests only need the row.)
     """
-    terms = order_services._terms_for(product.pk)
-    return order_services._card_reserve(buyer=buyer, product_id=product.pk, quantity=quantity, terms=terms)
+    terms = terms_for(product.pk)
+    return _card_reserve(buyer=buyer, product_id=product.pk, quantity=quantity, terms=terms)
 
 
 class Receiver:

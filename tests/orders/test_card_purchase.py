@@ -10,16 +10,18 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AuditEvent
-from orders import services, tasks
+from orders import tasks
 from orders.locks import lock_order
 from orders.models import Order, OrderEvent
+from orders.services.cancel import orders_expire
+from orders.services.outcomes import late_credit_key, order_on_payment_changed
 from payments.locks import lock_payment
 from payments.models import Payment
 from tests.conftest import assert_error
 from tests.factories import CustomerFactory
 from tests.orders.conftest import buy, fund, reserve
+from wallets.ledger import platform_account_id
 from wallets.models import Account, AccountKind, Entry
-from wallets.services import platform_account_id
 
 pytestmark = pytest.mark.django_db
 
@@ -121,7 +123,7 @@ def test_reservation_when_expired_then_canceled_and_stock_back(customer, product
     fresh = reserve(CustomerFactory(), product, quantity=1)
     assert _stock(product) == 1
 
-    canceled = services.orders_expire(now=timezone.now() + timedelta(minutes=16))
+    canceled = orders_expire(now=timezone.now() + timedelta(minutes=16))
 
     assert canceled == 2
     assert Order.objects.get(pk=order.pk).status == "canceled"
@@ -131,7 +133,7 @@ def test_reservation_when_expired_then_canceled_and_stock_back(customer, product
 
 def test_reservation_when_not_expired_then_kept(customer, product):
     order = reserve(customer, product)
-    assert services.orders_expire(now=timezone.now() + timedelta(minutes=14)) == 0
+    assert orders_expire(now=timezone.now() + timedelta(minutes=14)) == 0
     assert Order.objects.get(pk=order.pk).status == "pending"
     assert _stock(product) == 4
 
@@ -143,8 +145,8 @@ def _payment_succeeds(order_id: str) -> Order:
         payment = lock_payment(order.payment_id)
         payment.status = "succeeded"
         payment.save(update_fields=["status"])
-        services.order_on_payment_changed(order=order, payment=payment)
-        services.order_on_payment_changed(order=order, payment=payment)  # idempotent
+        order_on_payment_changed(order=order, payment=payment)
+        order_on_payment_changed(order=order, payment=payment)  # idempotent
     return Order.objects.get(pk=order_id)
 
 
@@ -179,7 +181,7 @@ def test_late_card_success_when_stock_gone_then_buyer_wallet_credited(customer, 
     assert order.status == "canceled"
     assert _stock(product) == 0
     assert Account.objects.get(owner=customer).balance == 700
-    assert Entry.objects.filter(reference=order.pk, idempotency_key=services.late_credit_key(order.pk)).count() == 1
+    assert Entry.objects.filter(reference=order.pk, idempotency_key=late_credit_key(order.pk)).count() == 1
     assert AuditEvent.objects.filter(action="order.late_payment_credited", object_id=order.pk).exists()
     call_command("ledger_verify")
 
@@ -191,8 +193,8 @@ def test_payment_failed_when_order_pending_then_failed_and_idempotent(customer, 
         payment = lock_payment(order.payment_id)
         payment.status = "failed"
         payment.save(update_fields=["status"])
-        services.order_on_payment_changed(order=order, payment=payment)
-        services.order_on_payment_changed(order=order, payment=payment)
+        order_on_payment_changed(order=order, payment=payment)
+        order_on_payment_changed(order=order, payment=payment)
     assert Order.objects.get(pk=order.pk).status == "failed"
     assert _stock(product) == 5
 

@@ -11,8 +11,8 @@ from payments.models import Payment
 from tests.conftest import assert_error, client_for
 from tests.factories import CustomerFactory, ProductFactory
 from tests.orders.conftest import buy, fund
+from wallets.ledger import platform_account_id, wallet_id_for
 from wallets.models import Account, AccountKind, Entry
-from wallets.services import platform_account_id, wallet_id_for
 
 pytestmark = pytest.mark.django_db
 

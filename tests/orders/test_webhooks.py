@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from orders import services, tasks, webhooks
+from orders import tasks, webhooks
 from orders.models import DeliveryAttempt, EventDelivery, OrderEvent, WebhookEndpoint
+from orders.services.events import DELIVERY_MAX_ATTEMPTS, delivery_backoff
 from tests.conftest import assert_error, client_for
 from tests.factories import MerchantFactory
 from tests.orders.conftest import buy, fund, reserve
@@ -157,7 +158,7 @@ def test_order_event_when_receiver_fails_then_retried_with_backoff_and_delivered
 
 
 def test_backoff_when_attempts_grow_then_doubles_up_to_cap():
-    waits = [services.delivery_backoff(n).total_seconds() for n in (1, 2, 3, 4, 30)]
+    waits = [delivery_backoff(n).total_seconds() for n in (1, 2, 3, 4, 30)]
     assert 27 <= waits[0] <= 33
     assert 54 <= waits[1] <= 66
     assert 108 <= waits[2] <= 132
@@ -181,11 +182,11 @@ def test_order_event_when_receiver_unreachable_then_error_recorded_and_gives_up_
     assert "ConnectionError" in attempt.error
 
     EventDelivery.objects.filter(pk=delivery.pk).update(
-        attempts=services.DELIVERY_MAX_ATTEMPTS - 1, next_attempt_at=timezone.now()
+        attempts=DELIVERY_MAX_ATTEMPTS - 1, next_attempt_at=timezone.now()
     )
     tasks.deliveries_retry_due()
     delivery.refresh_from_db()
-    assert (delivery.status, delivery.attempts) == ("failed", services.DELIVERY_MAX_ATTEMPTS)
+    assert (delivery.status, delivery.attempts) == ("failed", DELIVERY_MAX_ATTEMPTS)
     assert tasks.deliveries_retry_due() == 0
 
 

@@ -7,7 +7,7 @@ import stripe
 from djstripe.models import PaymentIntent as DjstripePaymentIntent
 
 from payments.models import Payment
-from payments.services import card_payment_confirm, payment_create
+from payments.services.charges import card_payment_confirm, payment_create
 from payments.tasks import reconcile_payments
 from tests.conftest import assert_error, client_for
 from tests.factories import CustomerFactory

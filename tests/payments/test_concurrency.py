@@ -9,7 +9,7 @@ import stripe
 from django.db import connection
 
 from payments.models import Payment, Refund, StripeCustomer
-from payments.services import customer_ensure
+from payments.services.customers import customer_ensure
 from tests.conftest import client_for
 from tests.factories import ProductFactory
 from tests.wallets.conftest import fund, verify

@@ -20,7 +20,7 @@ from djstripe.models import WebhookEndpoint, WebhookEventTrigger
 
 from payments import tasks, webhooks
 from payments.models import Payment, StripeEvent
-from payments.services import payment_create, payment_sync
+from payments.services.charges import payment_create, payment_sync
 from payments.tasks import drain_stripe_events, process_stripe_event, retry_failed_events
 from payments.views import stripe_webhook
 from tests.conftest import client_for
@@ -275,13 +275,13 @@ def test_setup_stripe_when_registered_then_fake_delivers_signed_events_to_it(fak
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
     server.timeout = 0.2
-    from payments.services import stripe_setup
+    from payments.services.setup import stripe_setup
 
     stripe_setup(base_url=f"http://127.0.0.1:{server.server_port}")
     try:
         pm = fake_stripe.attach_card(customer)
         payment = payment_create(user=customer, kind="deposit", method="card", amount=500, currency="usd")
-        from payments.services import card_payment_confirm
+        from payments.services.charges import card_payment_confirm
 
         card_payment_confirm(payment_id=payment.pk, payment_method_id=pm)
         deadline = time.monotonic() + 5

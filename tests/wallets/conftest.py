@@ -4,7 +4,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from wallets.services import wallet_adjust, wallet_id_for
+from wallets.ledger import wallet_adjust, wallet_id_for
 
 
 def fund(user, amount: int):

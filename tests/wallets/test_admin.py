@@ -6,7 +6,7 @@ from django.test import Client
 from accounts.models import AuditEvent
 from tests.wallets.conftest import fund
 from wallets.models import Account, Entry, Withdrawal
-from wallets.services import withdrawal_request
+from wallets.withdrawals import withdrawal_request
 
 
 @pytest.fixture

@@ -13,14 +13,9 @@ from payments.locks import lock_payment
 from payments.models import Payment
 from tests.factories import CustomerFactory, MerchantFactory
 from tests.wallets.conftest import fund, verify
+from wallets.deposits import deposit_create, deposit_on_payment_changed
 from wallets.models import Account, Deposit, Entry, Withdrawal
-from wallets.services import (
-    deposit_create,
-    deposit_on_payment_changed,
-    withdrawal_approve,
-    withdrawal_reject,
-    withdrawal_request,
-)
+from wallets.withdrawals import withdrawal_approve, withdrawal_reject, withdrawal_request
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -41,7 +36,7 @@ def _succeed(payment_id: str) -> None:
 def test_wallets_when_many_threads_deposit_and_withdraw_then_no_update_lost(monkeypatch):
     # Deposits charge "synchronously" and the same success is delivered again by a racing "webhook".
     monkeypatch.setattr(
-        "payments.services.card_payment_confirm",
+        "wallets.deposits.card_payment_confirm",
         lambda *, payment_id, payment_method_id: _succeed(payment_id),
         raising=False,
     )

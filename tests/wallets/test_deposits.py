@@ -1,8 +1,8 @@
 """Deposits: the API with the card charge stubbed to its contract, and the payment hook itself.
 
-``payments.services.card_payment_confirm`` (the payments app's) charges the card
+``payments.services.charges.card_payment_confirm`` (the payments app's) charges the card
 outside any transaction, records the outcome under the payment's row lock and
-calls ``wallets.services.deposit_on_payment_changed``; the stub below does the
+calls ``wallets.deposits.deposit_on_payment_changed``; the stub below does the
 same without Stripe. The end-to-end run against the fake Stripe server lives
 with the payments tests.
 """
@@ -18,8 +18,8 @@ from payments.models import Payment
 from tests.conftest import assert_error, client_for
 from tests.factories import CustomerFactory
 from tests.wallets.conftest import verify
+from wallets.deposits import deposit_on_payment_changed
 from wallets.models import Account, Deposit, Entry
-from wallets.services import deposit_on_payment_changed
 
 URL = "/api/v1/wallet/deposits"
 
@@ -56,7 +56,7 @@ def card(monkeypatch):
     stub = Card()
     stub.calls = []
     stub.depth = len(connection.atomic_blocks)
-    monkeypatch.setattr("payments.services.card_payment_confirm", stub, raising=False)
+    monkeypatch.setattr("wallets.deposits.card_payment_confirm", stub, raising=False)
     return stub
 
 
@@ -216,7 +216,7 @@ def test_hook_when_payment_still_processing_then_nothing_changes(customer, card)
 
 
 def test_hook_when_payment_is_not_a_deposit_then_ignored(customer):
-    from payments.services import payment_create
+    from payments.services.charges import payment_create
 
     with transaction.atomic():
         payment = payment_create(user=customer, kind="order", method="card", amount=1_000, currency="usd")
@@ -241,7 +241,7 @@ def test_deposit_when_card_not_usable_before_charge_then_400_and_deposit_cancele
     def refuse(*, payment_id, payment_method_id):
         raise PaymentMethodInvalid("This card is not yours.", param="payment_method")
 
-    monkeypatch.setattr("payments.services.card_payment_confirm", refuse, raising=False)
+    monkeypatch.setattr("wallets.deposits.card_payment_confirm", refuse, raising=False)
     response = customer_api.post(URL, {"amount": 1_000, "payment_method": "pm_someone_elses"}, format="json")
     assert_error(response, 400, "payment_method_invalid", "payment_method")
     deposit = Deposit.objects.get()

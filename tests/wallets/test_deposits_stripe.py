@@ -6,7 +6,7 @@ import pytest
 import stripe
 
 from payments.models import Payment
-from payments.services import payment_sync
+from payments.services.charges import payment_sync
 from tests.conftest import assert_error
 from tests.wallets.conftest import verify
 from wallets.models import Deposit, Entry

@@ -11,16 +11,10 @@ from config.errors import InsufficientFunds, InvalidStatus, LimitExceeded
 from payments.locks import lock_payment
 from tests.factories import CustomerFactory, MerchantFactory
 from tests.wallets.conftest import verify
+from wallets.deposits import deposit_create, deposit_on_payment_changed
+from wallets.ledger import wallet_adjust, wallet_id_for
 from wallets.models import Account, Deposit, Withdrawal
-from wallets.services import (
-    deposit_create,
-    deposit_on_payment_changed,
-    wallet_adjust,
-    wallet_id_for,
-    withdrawal_approve,
-    withdrawal_reject,
-    withdrawal_request,
-)
+from wallets.withdrawals import withdrawal_approve, withdrawal_reject, withdrawal_request
 
 USERS = 3
 amounts = st.integers(min_value=1, max_value=20_000)
@@ -44,7 +38,7 @@ class Rollback(Exception):
 @pytest.fixture
 def pending_charges(monkeypatch):
     """Card charges that stay pending: the outcome comes later, as a payment event."""
-    monkeypatch.setattr("payments.services.card_payment_confirm", lambda **kwargs: None, raising=False)
+    monkeypatch.setattr("wallets.deposits.card_payment_confirm", lambda **kwargs: None, raising=False)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -9,9 +9,8 @@ from django.utils import timezone
 from config.errors import InsufficientFunds
 from tests.factories import CustomerFactory, MerchantFactory
 from tests.wallets.conftest import fund, verify
-from wallets.models import Account, AccountKind, Entry, Posting
-from wallets.services import (
-    LedgerError,
+from wallets.errors import LedgerError
+from wallets.ledger import (
     LedgerStatement,
     Leg,
     ledger_post_statement,
@@ -19,6 +18,7 @@ from wallets.services import (
     platform_account_id,
     wallet_id_for,
 )
+from wallets.models import Account, AccountKind, Entry, Posting
 
 
 def _run(statement: LedgerStatement, *, gate: bool = True) -> int:

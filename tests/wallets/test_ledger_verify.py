@@ -5,8 +5,8 @@ from django.db import DatabaseError, connection, transaction
 
 from tests.wallets.conftest import fund, verify
 from wallets.models import Account, Entry, Posting
-from wallets.services import withdrawal_request
 from wallets.verify import CHECKS
+from wallets.withdrawals import withdrawal_request
 
 
 def _raw(sql: str, params: list) -> None:
@@ -64,7 +64,7 @@ def test_ledger_verify_when_held_drifts_from_withdrawals_then_exit_1(customer):
 
 def test_ledger_verify_when_posting_moved_to_other_currency_account_then_exit_1(customer):
     entry = fund(customer, 5_000)
-    from wallets.services import platform_account_id, platform_accounts_ensure
+    from wallets.ledger import platform_account_id, platform_accounts_ensure
 
     with transaction.atomic():
         platform_accounts_ensure("eur")
@@ -109,7 +109,8 @@ def test_ledger_rows_when_changed_through_orm_then_refused(customer):
 
 
 def test_ledger_verify_when_dispute_holds_wallet_funds_then_held_accounted(customer):
-    from payments.services import dispute_open, dispute_resolve, payment_create
+    from payments.services.charges import payment_create
+    from payments.services.disputes import dispute_open, dispute_resolve
 
     fund(customer, 5_000)
     with transaction.atomic():

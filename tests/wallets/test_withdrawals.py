@@ -10,8 +10,9 @@ from accounts.models import AuditEvent
 from tests.conftest import assert_error, client_for
 from tests.factories import CustomerFactory
 from tests.wallets.conftest import fund, verify
+from wallets.ledger import platform_account_id
 from wallets.models import Entry, Withdrawal
-from wallets.services import platform_account_id, withdrawal_approve, withdrawal_reject
+from wallets.withdrawals import withdrawal_approve, withdrawal_reject
 
 URL = "/api/v1/wallet/withdrawals"
 

@@ -15,8 +15,8 @@ from django.db import transaction
 from accounts.models import Role, User
 from catalog.models import Product
 from catalog.services import product_create
+from wallets.ledger import wallet_adjust, wallet_id_for
 from wallets.models import Entry
-from wallets.services import wallet_adjust, wallet_id_for
 
 DEFAULT_PASSWORD = "demo-password-2026"
 CUSTOMER_FUNDING = 50_000  # 500.00 in the platform currency

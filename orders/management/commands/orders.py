@@ -11,8 +11,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from orders import services, tasks
+from orders import tasks
 from orders.models import EventDelivery
+from orders.services.cancel import orders_expire
+from orders.services.events import delivery_attempt, delivery_redeliver
 
 
 class Command(BaseCommand):
@@ -28,7 +30,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
         if action == "expire":
-            canceled = services.orders_expire()
+            canceled = orders_expire()
             self.stdout.write(f"{canceled} expired orders canceled")
         elif action == "deliveries":
             due = tasks.deliveries_retry_due()
@@ -37,7 +39,7 @@ class Command(BaseCommand):
             delivery_id = options["delivery_id"]
             if not EventDelivery.objects.filter(pk=delivery_id).exists():
                 raise CommandError(f"No delivery {delivery_id}.")
-            services.delivery_redeliver(delivery_id=delivery_id, actor=None, enqueue=False)
-            services.delivery_attempt(delivery_id=delivery_id)
+            delivery_redeliver(delivery_id=delivery_id, actor=None, enqueue=False)
+            delivery_attempt(delivery_id=delivery_id)
             delivery = EventDelivery.objects.get(pk=delivery_id)
             self.stdout.write(f"{delivery.pk}: {delivery.status} after {delivery.attempts} attempts")

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from payments.services import payments_reconcile
+from payments.services.reconcile import payments_reconcile
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from payments import gateway
-from payments.services import stripe_setup
+from payments.services.setup import stripe_setup
 
 
 class Command(BaseCommand):

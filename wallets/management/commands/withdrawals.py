@@ -9,7 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from accounts.models import User
 from config.errors import DomainError
 from config.money import Money
-from wallets import selectors, services
+from wallets import selectors
+from wallets.withdrawals import withdrawal_approve, withdrawal_reject
 
 
 class Command(BaseCommand):
@@ -34,9 +35,9 @@ class Command(BaseCommand):
         actor = self._actor(options.get("actor"))
         try:
             if action == "approve":
-                withdrawal = services.withdrawal_approve(withdrawal_id=options["withdrawal_id"], actor=actor)
+                withdrawal = withdrawal_approve(withdrawal_id=options["withdrawal_id"], actor=actor)
             else:
-                withdrawal = services.withdrawal_reject(
+                withdrawal = withdrawal_reject(
                     withdrawal_id=options["withdrawal_id"], actor=actor, reason=options["reason"]
                 )
         except DomainError as exc:

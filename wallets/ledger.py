@@ -1,11 +1,13 @@
-"""The ledger service: the only code that writes postings or wallet balances.
+"""The ledger: the only code that writes postings or wallet balances, and the platform's accounts.
 
-Other apps call ``ledger_post`` inside their own transaction. It locks the
-wallet accounts an entry touches (pk order, see ``wallets.locks``), checks
-that no wallet would go below zero, updates their balances and writes the
-entry with its postings: four statements whatever the number of legs.
-``ledger_post_statement`` is the same as parts of one PostgreSQL statement,
-for the wallet purchase, whose whole transaction is one round trip.
+Callers hold every lock that comes before the wallet accounts in the global order (Order → Payment →
+Refund → Dispute → Product → Deposit/Withdrawal → Account); ``ledger_post`` then locks the wallets.
+
+Other apps call ``ledger_post`` inside their own transaction. It locks the wallet accounts an entry
+touches (pk order, see ``wallets.locks``), checks that no wallet would go below zero, updates their
+balances and writes the entry with its postings: four statements whatever the number of legs.
+``ledger_post_statement`` is the same as parts of one PostgreSQL statement, for the wallet purchase,
+whose whole transaction is one round trip.
 """
 
 from __future__ import annotations
@@ -15,42 +17,24 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from accounts.models import Role, User
 from accounts.services import audit_record
 from config.db import insert_values, prepared_cursor, retry_on_contention
-from config.errors import InsufficientFunds, NotFound, PaymentMethodInvalid, ValidationFailed
+from config.errors import InsufficientFunds, NotFound, ValidationFailed
 from config.ids import new_id
-from payments.models import Payment, PaymentStatus
-from wallets.errors import AmountOutsideLimits, WithdrawalNotPending
-from wallets.locks import lock_accounts, lock_deposit, lock_withdrawal
-from wallets.models import (
-    PLATFORM_KINDS,
-    Account,
-    AccountKind,
-    Deposit,
-    DepositStatus,
-    Entry,
-    EntryKind,
-    Posting,
-    Withdrawal,
-    WithdrawalStatus,
-)
-
-if TYPE_CHECKING:
-    from accounts.models import User
+from wallets.errors import LedgerError
+from wallets.locks import lock_accounts
+from wallets.models import PLATFORM_KINDS, Account, AccountKind, Entry, EntryKind, Posting
 
 _ACCOUNT = Account._meta.db_table
 _POSTING = Posting._meta.db_table
 _WALLET_ID_SQL = f"SELECT id FROM {_ACCOUNT} WHERE owner_id = %s AND currency = %s"  # noqa: S608 - our table
-
-
-class LedgerError(Exception):
-    """A programming error in how an entry was assembled (never the client's fault)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +109,7 @@ def wallet_id_for(*, user_id: str, role: str, currency: str | None = None) -> st
         return cached
     account_id = _wallet_id_read(user_id, currency)
     if account_id is None:
-        kind = AccountKind.MERCHANT if role == "merchant" else AccountKind.CUSTOMER
+        kind = AccountKind.MERCHANT if role == Role.MERCHANT else AccountKind.CUSTOMER
         try:
             with transaction.atomic():
                 account_id = Account.objects.create(owner_id=user_id, kind=kind, currency=currency).id
@@ -333,15 +317,9 @@ def ledger_refusal(statement: LedgerStatement) -> Exception:
 
 
 def _store_balances(accounts: list[Account]) -> None:
-    """Writes the new balances of locked wallets in one statement.
-
-    On PostgreSQL a plain ``UPDATE … FROM (VALUES …)``: the hot path of every
-    purchase, where ``bulk_update``'s CASE expressions cost more Python time
-    than the database spends on the statement.
-    """
-    if connection.vendor != "postgresql":
-        Account.objects.bulk_update(accounts, ["balance", "held", "updated_at"])
-        return
+    """Writes the new balances of locked wallets in one plain ``UPDATE … FROM (VALUES …)``: the hot
+    path of every purchase, where ``bulk_update``'s CASE expressions cost more Python time than the
+    database spends on the statement."""
     rows = ", ".join(["(%s, %s::bigint, %s::bigint, %s::timestamptz)"] * len(accounts))
     params: list[Any] = []
     for account in accounts:
@@ -356,10 +334,6 @@ def _store_balances(accounts: list[Account]) -> None:
 
 
 # --- wallet funding by staff ------------------------------------------------------
-
-
-def _wallet_for(user: User, currency: str | None = None) -> str:
-    return wallet_id_for(user_id=user.pk, role=user.role, currency=currency)
 
 
 @retry_on_contention()
@@ -399,211 +373,3 @@ def wallet_adjust(
             data={"amount": amount, "currency": account.currency, "reason": reason, "entry": entry.id},
         )
     return entry
-
-
-# --- deposits ----------------------------------------------------------------------
-
-
-def _check_limits(amount: int, minimum: int, maximum: int, what: str) -> None:
-    if amount < minimum or amount > maximum:
-        raise AmountOutsideLimits(
-            f"A {what} must be between {minimum} and {maximum} minor units; got {amount}.", param="amount"
-        )
-
-
-def deposit_key(deposit_id: str) -> str:
-    """The ledger idempotency key of a deposit's credit: one credit per deposit, ever."""
-    return f"deposit:{deposit_id}"
-
-
-def deposit_create(*, user: User, amount: int, payment_method_id: str) -> Deposit:
-    """Tops up the user's wallet from a saved card.
-
-    In one transaction the deposit (pending) and its card payment are recorded;
-    after commit the card is charged through ``payments`` (no lock held), whose
-    outcome reaches ``deposit_on_payment_changed``. Raises ``LimitExceeded``,
-    and whatever the charge raises (``CardDeclined``, ``PaymentMethodInvalid``,
-    ``StripeUnavailable``) after the outcome is recorded.
-    """
-    _check_limits(amount, settings.MINIMUM_DEPOSIT, settings.MAXIMUM_DEPOSIT, "deposit")
-    # Imported here: payments calls back into this module (deposit_on_payment_changed).
-    from payments.services import card_payment_confirm, payment_create
-
-    currency = settings.PLATFORM_CURRENCY
-    with transaction.atomic():
-        account_id = _wallet_for(user, currency)
-        payment = payment_create(user=user, kind="deposit", method="card", amount=amount, currency=currency)
-        now = timezone.now()
-        deposit = Deposit(
-            user=user,
-            account_id=account_id,
-            amount=amount,
-            currency=currency,
-            payment=payment,
-            created_at=now,
-            updated_at=now,
-        )
-        deposit.save(force_insert=True)
-    try:
-        card_payment_confirm(payment_id=payment.id, payment_method_id=payment_method_id)
-    except PaymentMethodInvalid:
-        _deposit_abandon_uncharged(payment.id)
-        raise
-    return Deposit.objects.select_related("payment").get(pk=deposit.pk)
-
-
-def _deposit_abandon_uncharged(payment_id: str) -> None:
-    """A card refused before it reached Stripe leaves nothing to wait for: the deposit ends canceled."""
-    from payments.services import card_payment_cancel
-
-    untouched = Payment.objects.filter(
-        pk=payment_id, status=PaymentStatus.REQUIRES_PAYMENT_METHOD, stripe_payment_intent_id__isnull=True
-    ).exists()
-    if untouched:
-        card_payment_cancel(payment_id=payment_id)  # no intent: recorded locally, no Stripe call
-
-
-def deposit_on_payment_changed(*, payment: Payment) -> None:
-    """Brings a deposit in line with its payment; safe to call any number of times, in any order.
-
-    Called by ``payments`` inside its transaction, holding the payment's row
-    lock. Locks: the deposit, then (through ``ledger_post``) the wallet. A
-    succeeded payment credits the wallet exactly once (the entry's idempotency
-    key is the deposit's); a deposit that was credited stays succeeded.
-    """
-    deposit_id = Deposit.objects.filter(payment_id=payment.pk).values_list("pk", flat=True).first()
-    if deposit_id is None:
-        return
-    deposit = lock_deposit(deposit_id)
-    if deposit.status == DepositStatus.SUCCEEDED:
-        return
-    now = timezone.now()
-    if payment.status == PaymentStatus.SUCCEEDED:
-        # The card was charged: the money is the customer's whatever an earlier
-        # attempt reported, so a failed deposit is credited too.
-        key = deposit_key(deposit.pk)
-        if not Entry.objects.filter(idempotency_key=key).exists():
-            ledger_post(
-                kind=EntryKind.DEPOSIT,
-                currency=deposit.currency,
-                reference=deposit.pk,
-                idempotency_key=key,
-                memo=f"payment {payment.pk}",
-                legs=[
-                    Leg(platform_account_id(AccountKind.CARD_CLEARING, deposit.currency), -deposit.amount),
-                    Leg(deposit.account_id, deposit.amount),
-                ],
-            )
-        deposit.status = DepositStatus.SUCCEEDED
-        deposit.completed_at = now
-    elif payment.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED) and deposit.status == DepositStatus.PENDING:
-        deposit.status = DepositStatus.FAILED if payment.status == PaymentStatus.FAILED else DepositStatus.CANCELED
-        deposit.completed_at = now
-    else:
-        return
-    deposit.updated_at = now
-    deposit.save(update_fields=["status", "completed_at", "updated_at"])
-
-
-# --- withdrawals -------------------------------------------------------------------
-
-
-@retry_on_contention()
-def withdrawal_request(*, user: User, amount: int) -> Withdrawal:
-    """Asks for a payout: the amount leaves the wallet's balance and is held at once.
-
-    Locks: the wallet account (through ``ledger_post``). Raises ``LimitExceeded``
-    and ``InsufficientFunds`` (available balance below ``amount``).
-    """
-    _check_limits(amount, settings.MINIMUM_WITHDRAWAL, settings.MAXIMUM_WITHDRAWAL, "withdrawal")
-    currency = settings.PLATFORM_CURRENCY
-    with transaction.atomic():
-        account_id = _wallet_for(user, currency)
-        now = timezone.now()
-        withdrawal = Withdrawal(
-            user=user,
-            account_id=account_id,
-            amount=amount,
-            currency=currency,
-            created_at=now,
-            updated_at=now,
-        )
-        withdrawal.save(force_insert=True)
-        ledger_post(
-            kind=EntryKind.WITHDRAWAL_HOLD,
-            currency=currency,
-            reference=withdrawal.pk,
-            idempotency_key=f"withdrawal_hold:{withdrawal.pk}",
-            legs=[
-                Leg(account_id, -amount, held=amount),
-                Leg(platform_account_id(AccountKind.WITHDRAWALS_IN_FLIGHT, currency), amount),
-            ],
-        )
-    return withdrawal
-
-
-def _withdrawal_decide(*, withdrawal_id: str, actor: User | None, approve: bool, reason: str) -> Withdrawal:
-    with transaction.atomic():
-        try:
-            withdrawal = lock_withdrawal(withdrawal_id)
-        except Withdrawal.DoesNotExist as exc:
-            raise NotFound(f"No withdrawal {withdrawal_id}.", param="withdrawal") from exc
-        if withdrawal.status != WithdrawalStatus.PENDING:
-            raise WithdrawalNotPending(f"Withdrawal {withdrawal.pk} is {withdrawal.status}.")
-        in_flight = platform_account_id(AccountKind.WITHDRAWALS_IN_FLIGHT, withdrawal.currency)
-        if approve:
-            kind, status = EntryKind.WITHDRAWAL_PAID, WithdrawalStatus.PAID
-            legs = [
-                Leg(in_flight, -withdrawal.amount),
-                Leg(platform_account_id(AccountKind.PAYOUTS, withdrawal.currency), withdrawal.amount),
-                Leg(withdrawal.account_id, 0, held=-withdrawal.amount),
-            ]
-        else:
-            kind, status = EntryKind.WITHDRAWAL_RELEASED, WithdrawalStatus.REJECTED
-            legs = [
-                Leg(in_flight, -withdrawal.amount),
-                Leg(withdrawal.account_id, withdrawal.amount, held=-withdrawal.amount),
-            ]
-        entry = ledger_post(
-            kind=kind,
-            currency=withdrawal.currency,
-            reference=withdrawal.pk,
-            idempotency_key=f"{kind}:{withdrawal.pk}",
-            memo=reason,
-            legs=legs,
-        )
-        now = timezone.now()
-        withdrawal.status = status
-        withdrawal.reason = reason[:255]
-        withdrawal.decided_by = actor
-        withdrawal.decided_at = now
-        withdrawal.updated_at = now
-        withdrawal.save(update_fields=["status", "reason", "decided_by", "decided_at", "updated_at"])
-        audit_record(
-            actor=actor,
-            action=f"withdrawal.{'approve' if approve else 'reject'}",
-            object_type="withdrawal",
-            object_id=withdrawal.pk,
-            data={"amount": withdrawal.amount, "currency": withdrawal.currency, "reason": reason, "entry": entry.pk},
-        )
-    return withdrawal
-
-
-@retry_on_contention()
-def withdrawal_approve(*, withdrawal_id: str, actor: User | None, reason: str = "") -> Withdrawal:
-    """Staff pay a pending withdrawal out: the held amount leaves the platform.
-
-    Locks: the withdrawal, then the wallet account. Audited. Raises ``NotFound``
-    and ``InvalidStatus`` (not pending).
-    """
-    return _withdrawal_decide(withdrawal_id=withdrawal_id, actor=actor, approve=True, reason=reason)
-
-
-@retry_on_contention()
-def withdrawal_reject(*, withdrawal_id: str, actor: User | None, reason: str) -> Withdrawal:
-    """Staff refuse a pending withdrawal: the held amount goes back to the wallet's balance.
-
-    Locks: the withdrawal, then the wallet account. Audited. Raises ``NotFound``
-    and ``InvalidStatus`` (not pending).
-    """
-    return _withdrawal_decide(withdrawal_id=withdrawal_id, actor=actor, approve=False, reason=reason)
