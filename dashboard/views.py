@@ -37,12 +37,12 @@ from dashboard.forms import (
     WithdrawalForm,
 )
 from orders import selectors as order_selectors
-from orders import services as order_services
 from orders.errors import OrderNotFound
 from orders.models import OrderStatus
-from payments import services as payment_services
+from orders.services.webhook_endpoints import webhook_endpoint_create, webhook_endpoint_delete
+from payments.services.refunds import refund_create
 from wallets import selectors as wallet_selectors
-from wallets import services as wallet_services
+from wallets.withdrawals import withdrawal_request
 
 View = Callable[..., HttpResponseBase]
 
@@ -209,7 +209,7 @@ def sale_detail(request: HttpRequest, order_id: str) -> HttpResponse:
     form = RefundForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            refund = payment_services.refund_create(
+            refund = refund_create(
                 order_id=order.id,
                 amount=form.cleaned_data["amount"],
                 reason=form.cleaned_data["reason"],
@@ -233,7 +233,7 @@ def withdrawals(request: HttpRequest) -> HttpResponse:
     form = WithdrawalForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            withdrawal = wallet_services.withdrawal_request(user=_merchant(request), amount=form.cleaned_data["amount"])
+            withdrawal = withdrawal_request(user=_merchant(request), amount=form.cleaned_data["amount"])
         except DomainError as error:
             _form_error(form, error)
         else:
@@ -257,7 +257,7 @@ def webhooks(request: HttpRequest) -> HttpResponse:
     created = None
     if request.method == "POST" and form.is_valid():
         try:
-            created = order_services.webhook_endpoint_create(merchant=_merchant(request), url=form.cleaned_data["url"])
+            created = webhook_endpoint_create(merchant=_merchant(request), url=form.cleaned_data["url"])
         except DomainError as error:
             _form_error(form, error)
         else:
@@ -275,7 +275,7 @@ def webhooks(request: HttpRequest) -> HttpResponse:
 @require_POST
 def webhook_delete(request: HttpRequest, endpoint_id: str) -> HttpResponse:
     try:
-        order_services.webhook_endpoint_delete(merchant=_merchant(request), endpoint_id=endpoint_id)
+        webhook_endpoint_delete(merchant=_merchant(request), endpoint_id=endpoint_id)
     except DomainError as error:
         messages.error(request, error.message)
     else:

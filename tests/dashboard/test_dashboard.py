@@ -13,9 +13,9 @@ from orders import services as order_services
 from orders.models import Order, WebhookEndpoint
 from tests.conftest import client_for
 from tests.factories import PASSWORD, CustomerFactory, MerchantFactory, ProductFactory, StaffFactory
+from wallets.ledger import wallet_adjust, wallet_id_for
 from wallets.models import Withdrawal
 from wallets.selectors import wallet_summary
-from wallets.services import wallet_adjust, wallet_id_for
 
 pytestmark = pytest.mark.django_db
 
