@@ -19,8 +19,6 @@ $$ LANGUAGE plpgsql;
 
 
 def install(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
     schema_editor.execute(CREATE_FUNCTION, params=None)
     for table in TABLES:
         schema_editor.execute(
@@ -30,8 +28,6 @@ def install(apps, schema_editor):
 
 
 def uninstall(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
     for table in TABLES:
         schema_editor.execute(f"DROP TRIGGER IF EXISTS {table}_immutable ON {table}")
     schema_editor.execute("DROP FUNCTION IF EXISTS wallets_ledger_immutable()")

@@ -13,8 +13,6 @@ APPS = ("accounts", "wallets", "catalog", "orders", "payments")
 
 def drop_twins(apps, schema_editor):
     connection = schema_editor.connection
-    if connection.vendor != "postgresql":
-        return
     tables = [model._meta.db_table for app in APPS for model in apps.get_app_config(app).get_models()]
     with connection.cursor() as cursor:
         cursor.execute(
