@@ -9,8 +9,9 @@ from django.conf import settings
 from django.test import Client
 
 from catalog.models import Product
-from orders import services as order_services
 from orders.models import Order, WebhookEndpoint
+from orders.services.terms import terms_forget
+from orders.services.webhook_endpoints import webhook_endpoint_create
 from tests.conftest import client_for
 from tests.factories import PASSWORD, CustomerFactory, MerchantFactory, ProductFactory, StaffFactory
 from wallets.ledger import wallet_adjust, wallet_id_for
@@ -33,9 +34,9 @@ PRODUCT_FORM = {
 
 @pytest.fixture(autouse=True)
 def _forget_product_terms():
-    order_services.terms_forget()
+    terms_forget()
     yield
-    order_services.terms_forget()
+    terms_forget()
 
 
 @pytest.fixture
@@ -384,7 +385,7 @@ def test_webhook_endpoint_when_url_refused_then_form_error(dashboard, settings):
 
 def test_webhook_endpoint_when_other_merchants_then_not_removed(dashboard):
     other = MerchantFactory()
-    endpoint = order_services.webhook_endpoint_create(merchant=other, url="http://127.0.0.1:9/x")
+    endpoint = webhook_endpoint_create(merchant=other, url="http://127.0.0.1:9/x")
 
     dashboard.post(f"/dashboard/webhooks/{endpoint.id}/delete/")
 
