@@ -16,8 +16,11 @@ $(STAMP): requirements.lock
 
 install: $(STAMP)
 
+# When `make demo` began (before the install), so the demo can say how long its first start took.
+MAKE_STARTED := $(shell date +%s)
+
 demo: install
-	@WEB_PORT=$(WEB_PORT) STRIPE_PORT=$(PORT) bash scripts/demo.sh
+	@WEB_PORT=$(WEB_PORT) STRIPE_PORT=$(PORT) MAKE_STARTED=$(MAKE_STARTED) bash scripts/demo.sh
 
 test: install
 	@bash scripts/test.sh $(ARGS)

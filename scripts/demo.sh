@@ -114,7 +114,8 @@ wait_for "${BASE_URL}/api/v1/products" 60 "$WEB_PID"
 
 cat <<EOF
 
-The platform is up after $((SECONDS - STARTED_AT)) s (Ctrl-C stops it, the worker, beat, the fake Stripe server
+The platform is up after $((SECONDS - STARTED_AT)) s, $(($(date +%s) - ${MAKE_STARTED:-$(date +%s)})) s since make demo began, install included
+(Ctrl-C stops it, the worker, beat, the fake Stripe server
 and the embedded PostgreSQL and Redis):
   API        ${BASE_URL}/api/v1/   e.g. curl ${BASE_URL}/api/v1/products
   API docs   ${BASE_URL}/api/docs/
