@@ -10,10 +10,25 @@ back with ``Idempotent-Replayed: true``; nothing runs again.
   alone, no query), otherwise the client's IP address.
 - Same key, other method/path/body: ``422 idempotency_key_reused``.
 - Same key while the first request still runs: ``409 idempotency_key_in_use``.
-- What is stored: 2xx/3xx answers and the business refusals 402 and 409. Other
-  4xx answers (validation, authentication, permission, not found, rate limit)
-  mean nothing was done, and a 5xx may not have finished: both release the
-  claim so the client can fix the request or simply retry with the same key.
+- What is stored: every answer given after the platform began work, 5xx
+  included (as Stripe does): a 502 after the order was committed is replayed,
+  never run again. Answers refused before any work (400 ``validation_error``,
+  401, 403, 404, 405, 413, 415, 429) release the claim so the client can fix
+  the request. ``auth/*`` is never claimed nor stored: its answers carry tokens.
+- Secrets never rest in the table: a stored body has the values of
+  ``SECRET_FIELDS`` (tokens, webhook secrets, client secrets) replaced by a
+  marker. A replay answers them as ``null`` and names them in
+  ``Idempotent-Redacted``; the client reads them again from the object
+  (``GET orders/{id}`` gives a card order's ``client_secret``; a webhook secret
+  is never shown twice: ``rotate-secret`` makes a new one). We refuse to replay
+  a secret rather than keep it.
+- The fingerprint is an HMAC-SHA256 keyed with a key derived from
+  ``SECRET_KEY`` (``salted_hmac``): the table never holds a plain hash of a body
+  (which may hold a password).
+- While the view runs, ``current_request_key()`` names the request (a keyed
+  HMAC of scope and key): payments records it on the payment it creates, so a
+  request run again (a takeover after a crash) resumes that payment instead of
+  creating a second one, and the Stripe idempotency keys derive from it.
 - A claim left ``in_progress`` longer than ``IDEMPOTENCY_LOCK_TIMEOUT`` (a
   worker died mid-request) may be taken over; the timestamp of the claim is
   the fencing token, so the late worker can no longer overwrite it.
@@ -25,7 +40,6 @@ A request without the header costs nothing here: no parsing, no query.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -34,9 +48,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
@@ -51,33 +66,39 @@ from config.errors import (
     ValidationFailed,
     error_response,
 )
+from config.redaction import redacted_body, redaction_lifted
+from config.request_keys import request_key_for, request_key_set
 
 logger = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 META_KEY = "HTTP_IDEMPOTENCY_KEY"
 REPLAYED_HEADER = "Idempotent-Replayed"
+REDACTED_HEADER = "Idempotent-Redacted"
 MAX_KEY_LENGTH = 255
 DEFAULT_LOCK_TIMEOUT = timedelta(minutes=5)
-# Business answers that are part of the request's outcome, so they are replayed.
-STORED_CLIENT_ERRORS = frozenset({402, 409})
+# Answers that mean the request was refused before any work: the claim is released.
+REFUSED_BEFORE_WORK = frozenset({401, 403, 404, 405, 413, 415, 429})
+# Paths whose answers are never kept (they carry tokens).
+UNSTORED_PREFIXES = ("/api/v1/auth/",)
+_FINGERPRINT_SALT = "config.idempotency.fingerprint"
 _CLAIM_ATTEMPTS = 3
 _TABLE = IdempotencyKey._meta.db_table
 
 
 def request_fingerprint(method: str, path: str, body: bytes) -> str:
-    """sha256 over method, path and body; a JSON body is compared by its content, not its spacing or key order."""
+    """HMAC-SHA256 (key derived from SECRET_KEY) over method, path and body; a JSON body is compared by its
+    content, not its spacing or key order."""
     canonical = body
     if body:
         try:
             canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
         except (ValueError, RecursionError):
             canonical = body
-    digest = hashlib.sha256()
+    message = b""
     for part in (method.upper().encode(), path.encode("utf-8", "surrogateescape"), canonical):
-        digest.update(len(part).to_bytes(8, "big"))
-        digest.update(part)
-    return digest.hexdigest()
+        message += len(part).to_bytes(8, "big") + part
+    return salted_hmac(_FINGERPRINT_SALT, message, algorithm="sha256").hexdigest()
 
 
 def client_ip(request: HttpRequest) -> str:
@@ -116,20 +137,30 @@ def _lock_timeout() -> timedelta:
     return getattr(settings, "IDEMPOTENCY_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)
 
 
+def _error_code(response: HttpResponse) -> str | None:
+    try:
+        error = json.loads(response.content).get("error")
+    except (ValueError, AttributeError):
+        return None
+    return error.get("code") if isinstance(error, dict) else None
+
+
 def _should_store(response: HttpResponse) -> bool:
+    """Every answer after work began, 5xx included; not the refusals that come before any work."""
     if response.streaming:
         return False
     status = response.status_code
-    return status < 400 or status in STORED_CLIENT_ERRORS
+    if status in REFUSED_BEFORE_WORK:
+        return False
+    return not (status == 400 and _error_code(response) == "validation_error")
 
 
 def _replay(row: IdempotencyKey) -> HttpResponse:
-    response = HttpResponse(
-        bytes(row.response_body or b""),
-        status=row.response_status or 200,
-        content_type=row.response_content_type or None,
-    )
+    body, found = redaction_lifted(bytes(row.response_body or b""))
+    response = HttpResponse(body, status=row.response_status or 200, content_type=row.response_content_type or None)
     response[REPLAYED_HEADER] = "true"
+    if found:
+        response[REDACTED_HEADER] = ",".join(sorted(found))
     return response
 
 
@@ -141,6 +172,8 @@ class IdempotencyMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.method != "POST" or META_KEY not in request.META or not request.path.startswith("/api/"):
+            return self.get_response(request)
+        if request.path.startswith(UNSTORED_PREFIXES):
             return self.get_response(request)
 
         key = request.META[META_KEY]
@@ -162,8 +195,11 @@ class IdempotencyMiddleware:
         assert row is not None
 
         try:
-            response = self.get_response(request)
+            with request_key_set(request_key_for(scope, key)):
+                response = self.get_response(request)
         except BaseException:
+            # No answer was given: the retry runs again and resumes what this one began
+            # (payments find their payment by ``current_request_key()``).
             self._release(row)
             raise
         if _should_store(response):
@@ -222,6 +258,16 @@ class IdempotencyMiddleware:
     def _complete(row: IdempotencyKey, response: HttpResponse) -> None:
         # One plain statement (autocommit), fenced by the claim's timestamp: on every API POST with a key.
         locked_at = IdempotencyKey._meta.get_field("locked_at").get_db_prep_save(row.locked_at, connection)
+        try:
+            stored = IdempotencyMiddleware._store(row, response, locked_at)
+        except DatabaseError:  # the database went away after the answer: the claim is taken over later
+            logger.warning("idempotency answer could not be stored", extra={"scope": row.scope}, exc_info=True)
+            return
+        if not stored:
+            logger.warning("idempotency claim lost before completion", extra={"scope": row.scope})
+
+    @staticmethod
+    def _store(row: IdempotencyKey, response: HttpResponse, locked_at: Any) -> int:
         with prepared_cursor() as cursor:
             cursor.execute(
                 f"UPDATE {_TABLE} SET status = %s, response_status = %s, response_content_type = %s,"  # noqa: S608
@@ -230,15 +276,13 @@ class IdempotencyMiddleware:
                     IdempotencyKeyStatus.COMPLETED.value,
                     response.status_code,
                     str(response.get("Content-Type", ""))[:128],
-                    bytes(response.content),
+                    redacted_body(bytes(response.content)),
                     row.pk,
                     IdempotencyKeyStatus.IN_PROGRESS.value,
                     locked_at,
                 ],
             )
-            stored = cursor.rowcount
-        if not stored:
-            logger.warning("idempotency claim lost before completion", extra={"scope": row.scope})
+            return cursor.rowcount
 
     @staticmethod
     def _release(row: IdempotencyKey) -> None:

@@ -22,7 +22,9 @@ _last_ms = 0
 _last_rand = 0
 
 ID_LENGTH = 26
-PREFIXES = frozenset({"usr", "acc", "ent", "txn", "dep", "wdr", "prd", "ord", "pay", "ref", "evt", "whk", "dsp", "dlv"})
+PREFIXES = frozenset(
+    {"usr", "acc", "ent", "txn", "dep", "wdr", "prd", "ord", "pay", "ref", "evt", "whk", "dsp", "dlv", "rcn"}
+)
 
 
 # RFC 4648 base32 (done in C by base64) maps 5-bit groups to "A…Z2…7"; this turns them into Crockford's.

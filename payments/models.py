@@ -62,6 +62,11 @@ class Payment(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     succeeded_at = models.DateTimeField(null=True, blank=True)
+    # The API request that created it (``config.request_keys``): a retry of that request resumes this payment.
+    request_key = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    # Set when Stripe's object disagrees with ours (amount, currency): nothing moves until staff look.
+    flagged_reason = models.CharField(max_length=255, blank=True)
+    flagged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -106,6 +111,8 @@ class Refund(models.Model):
     # (cumulative rounding: all refunds of an order reverse exactly its fee and net).
     fee_reversed = models.BigIntegerField(default=0)
     net_reversed = models.BigIntegerField(default=0)
+    # Made outside the platform (Stripe's dashboard) and recorded when Stripe told us.
+    external = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -121,6 +128,8 @@ class DisputeStatus(models.TextChoices):
     OPEN = "open", "Open"
     WON = "won", "Won"
     LOST = "lost", "Lost"
+    # An inquiry (Stripe's ``warning_*``) that closed without a chargeback: the hold is released.
+    WARNING_CLOSED = "warning_closed", "Inquiry closed"
 
 
 class Dispute(models.Model):
@@ -205,3 +214,43 @@ class StripeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} {self.type}"
+
+
+class ReconcileRun(models.Model):
+    """One run of ``manage.py reconcile``: what it compared with Stripe and how it ended."""
+
+    id = PublicIdField("rcn")
+    since = models.DateTimeField()
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    matched = models.PositiveIntegerField(default=0)
+    fixed = models.PositiveIntegerField(default=0)
+    mismatched = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.id} since {self.since:%Y-%m-%d}"
+
+
+class ReconcileOutcome(models.TextChoices):
+    MATCHED = "matched", "Matched"
+    FIXED = "fixed", "Fixed"
+    MISMATCHED = "mismatched", "Mismatched"
+
+
+class ReconcileItem(models.Model):
+    """One object compared in a run (a payment, refund, event, the clearing account), and the field that differs."""
+
+    run = models.ForeignKey(ReconcileRun, on_delete=models.CASCADE, related_name="items")
+    object_type = models.CharField(max_length=32)
+    object_id = models.CharField(max_length=255)
+    outcome = models.CharField(max_length=16, choices=ReconcileOutcome.choices)
+    field = models.CharField(max_length=64, blank=True)
+    ours = models.CharField(max_length=255, blank=True)
+    stripe = models.CharField(max_length=255, blank=True)
+    note = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["run", "outcome"], name="reconcile_item_run_outcome")]
+
+    def __str__(self) -> str:
+        return f"{self.object_type} {self.object_id}: {self.outcome}"

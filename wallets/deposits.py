@@ -10,9 +10,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from config.errors import PaymentMethodInvalid
+from config.errors import CardDeclined, PaymentMethodInvalid, StripeUnavailable
 from payments.models import Payment, PaymentKind, PaymentMethodType, PaymentStatus
-from payments.services.charges import card_payment_cancel, card_payment_confirm, payment_create
+from payments.services.charges import card_payment_cancel, card_payment_confirm, payment_create, payment_for_request
 from wallets.errors import AmountOutsideLimits
 from wallets.ledger import Leg, ledger_post, platform_account_id, wallet_id_for
 from wallets.locks import lock_deposit
@@ -34,6 +34,11 @@ def deposit_create(*, user: User, amount: int, payment_method_id: str) -> Deposi
     ``PaymentMethodInvalid``, ``StripeUnavailable``) after the outcome is recorded.
     """
     AmountOutsideLimits.check(amount, settings.MINIMUM_DEPOSIT, settings.MAXIMUM_DEPOSIT, "deposit")
+    earlier = payment_for_request(kind=PaymentKind.DEPOSIT)
+    if earlier is not None and earlier.user_id == user.pk:  # a retry of this request: resume, never a second one
+        found = Deposit.objects.filter(payment=earlier).first()
+        if found is not None:
+            return _deposit_charge(found, payment_method_id)
     currency = settings.PLATFORM_CURRENCY
     with transaction.atomic():
         account_id = wallet_id_for(user_id=user.pk, role=user.role, currency=currency)
@@ -51,10 +56,21 @@ def deposit_create(*, user: User, amount: int, payment_method_id: str) -> Deposi
             updated_at=now,
         )
         deposit.save(force_insert=True)
+    return _deposit_charge(deposit, payment_method_id)
+
+
+def _deposit_charge(deposit: Deposit, payment_method_id: str) -> Deposit:
+    """Charges a deposit's card payment (a no-op once charged); its errors name the deposit."""
+    payment_id = deposit.payment_id
+    assert payment_id is not None
     try:
-        card_payment_confirm(payment_id=payment.id, payment_method_id=payment_method_id)
-    except PaymentMethodInvalid:
-        _deposit_abandon_uncharged(payment.id)
+        card_payment_confirm(payment_id=payment_id, payment_method_id=payment_method_id)
+    except PaymentMethodInvalid as refused:
+        refused.extra.setdefault("deposit", deposit.pk)
+        _deposit_abandon_uncharged(payment_id)
+        raise
+    except (CardDeclined, StripeUnavailable) as failed:
+        failed.extra.setdefault("deposit", deposit.pk)
         raise
     return Deposit.objects.select_related("payment").get(pk=deposit.pk)
 

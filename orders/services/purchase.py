@@ -38,7 +38,7 @@ from orders.services.terms import (
     terms_remember,
 )
 from payments.models import Payment, PaymentKind, PaymentMethodType
-from payments.services.charges import card_payment_confirm, payment_build, payment_create
+from payments.services.charges import card_payment_confirm, payment_build, payment_create, payment_for_request
 from wallets.ledger import Leg, ledger_post_statement, ledger_refusal, wallet_id_for
 from wallets.models import EntryKind
 
@@ -66,6 +66,9 @@ def order_place(
     """
     if not buyer.is_customer:
         raise OnlyCustomersBuy()
+    earlier = _order_for_request(buyer)
+    if earlier is not None:  # this request's first attempt made it: resume it, never a second order
+        return earlier if earlier.payment_method == OrderPaymentMethod.WALLET else _card_charge(earlier, card)
     if payment_method == OrderPaymentMethod.WALLET:
         return order_buy_with_wallet(buyer=buyer, product_id=product_id, quantity=quantity)
     if payment_method == OrderPaymentMethod.CARD:
@@ -210,10 +213,23 @@ def order_buy_with_card(*, buyer: User, product_id: str, quantity: int = 1, card
     else:
         raise InvalidStatus("The product changed while it was being bought; try again.", param="product")
 
+    return _card_charge(order, card)
+
+
+def _order_for_request(buyer: User) -> Order | None:
+    payment = payment_for_request(kind=PaymentKind.ORDER)
+    if payment is None or payment.user_id != buyer.pk:
+        return None
+    return Order.objects.select_related("payment").filter(payment=payment).first()
+
+
+def _card_charge(order: Order, card: str | None) -> Order:
+    """Charges a reserved card order (a no-op once charged); its errors name the order."""
     assert order.payment_id is not None
     try:
         card_payment_confirm(payment_id=order.payment_id, payment_method_id=card)
-    except (CardDeclined, PaymentMethodInvalid):
+    except (CardDeclined, PaymentMethodInvalid) as refused:
+        refused.extra.setdefault("order", order.pk)
         # payments normally failed the order already (through the hook); this
         # covers a refusal raised before any PaymentIntent existed: the order
         # fails, its stock comes back, and a payment left open is closed.
@@ -222,6 +238,9 @@ def order_buy_with_card(*, buyer: User, product_id: str, quantity: int = 1, card
             payment_intent_cancel(order)
         except StripeUnavailable:
             logger.warning("could not close the refused card payment", extra={"order": order.pk})
+        raise
+    except StripeUnavailable as unavailable:
+        unavailable.extra.setdefault("order", order.pk)
         raise
     return Order.objects.select_related("payment").get(pk=order.pk)
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 from accounts.models import User
 from config.db import retry_on_contention
 from config.errors import CardDeclined, PaymentMethodInvalid
+from config.request_keys import current_request_key
 from payments import gateway
 from payments.errors import is_unavailable, translate_stripe_error
 from payments.locks import lock_payment_with_owner
@@ -48,6 +49,7 @@ def payment_build(
     now = now or timezone.now()
     is_wallet = method == PaymentMethodType.WALLET
     return Payment(
+        request_key=current_request_key(),
         user=user,
         kind=kind,
         method=method,
@@ -58,6 +60,43 @@ def payment_build(
         updated_at=now,
         succeeded_at=now if is_wallet else None,
     )
+
+
+def payment_for_request(*, kind: PaymentKind) -> Payment | None:
+    """The payment the running API request made on an earlier attempt (same Idempotency-Key), if any.
+
+    A request run again after its first attempt died, or whose claim was released, resumes that payment
+    (and its order or deposit) instead of creating a second one.
+    """
+    key = current_request_key()
+    if key is None:
+        return None
+    return Payment.objects.filter(request_key=key, kind=kind).first()
+
+
+def stripe_key(payment: Payment, action: str) -> str:
+    """The Stripe idempotency key of an action on a payment: from the client's key and scope when there is one."""
+    return f"pi-{action}-{payment.request_key or payment.pk}"
+
+
+def _intent_disagrees(payment: Payment, intent: Mapping[str, Any]) -> str:
+    """Why Stripe's intent is not this payment's (amount or currency differ); empty when they agree."""
+    amount, currency = intent.get("amount"), intent.get("currency")
+    if amount is not None and int(amount) != payment.amount:
+        return f"amount: ours {payment.amount}, Stripe's {amount}"
+    if currency and str(currency).lower() != payment.currency:
+        return f"currency: ours {payment.currency}, Stripe's {currency}"
+    return ""
+
+
+def payment_flag(*, payment: Payment, reason: str) -> None:
+    """Marks a payment for staff: Stripe's object disagrees with ours, so nothing moves on it."""
+    logger.error("payment flagged for staff", extra={"payment": payment.pk, "reason": reason})
+    if payment.flagged_reason:
+        return
+    payment.flagged_reason = reason[:255]
+    payment.flagged_at = payment.updated_at = timezone.now()
+    payment.save(update_fields=["flagged_reason", "flagged_at", "updated_at"])
 
 
 _INTENT_STATUS = {
@@ -108,11 +147,27 @@ def payment_sync(*, payment_id: str, intent: Any) -> Payment:
 
     Locks: the payment's owner through its kind's hooks (the order), then the
     payment; then the owner's ``payment_changed`` hook runs in the same
-    transaction when the status changed.
+    transaction when the status changed. An intent whose amount or currency is
+    not the payment's (or that belongs to another payment) flags the payment
+    for staff and changes nothing else.
     """
     intent = as_mapping(intent)
     with transaction.atomic():
         payment, owner, hooks = lock_payment_with_owner(payment_id)
+        mismatch = _intent_disagrees(payment, intent)
+        if (
+            not mismatch
+            and payment.stripe_payment_intent_id
+            and intent.get("id")
+            not in (
+                None,
+                payment.stripe_payment_intent_id,
+            )
+        ):
+            mismatch = f"payment_intent: ours {payment.stripe_payment_intent_id}, Stripe's {intent.get('id')}"
+        if mismatch:
+            payment_flag(payment=payment, reason=mismatch)
+            return payment
         new_status, fields = intent_outcome(intent)
         changed: list[str] = []
         if not payment.stripe_payment_intent_id and intent.get("id"):
@@ -199,7 +254,7 @@ def card_payment_cancel(*, payment_id: str) -> Payment:
         return payment_sync(payment_id=payment.pk, intent={"status": "canceled"})
     try:
         intent: Any = gateway.raw_call(
-            stripe.PaymentIntent.cancel, payment.stripe_payment_intent_id, idempotency_key=f"pi-cancel-{payment.pk}"
+            stripe.PaymentIntent.cancel, payment.stripe_payment_intent_id, idempotency_key=stripe_key(payment, "cancel")
         )
     except stripe.StripeError as exc:
         if is_unavailable(exc):
@@ -220,14 +275,16 @@ def _charge(*, payment: Payment, customer_id: str, card_id: str) -> Payment:
                 payment_method=card_id,
                 payment_method_types=["card"],
                 metadata={"payment_id": payment.pk, "kind": payment.kind},
-                idempotency_key=f"pi-create-{payment.pk}",
+                idempotency_key=stripe_key(payment, "create"),
             )
             intent_id = intent.id
             # Remember the intent before confirming: from here on Stripe can be asked for the truth.
             Payment.objects.filter(pk=payment.pk, stripe_payment_intent_id__isnull=True).update(
                 stripe_payment_intent_id=intent.id, client_secret=intent.client_secret or ""
             )
-        intent = gateway.raw_call(stripe.PaymentIntent.confirm, intent_id, idempotency_key=f"pi-confirm-{payment.pk}")
+        intent = gateway.raw_call(
+            stripe.PaymentIntent.confirm, intent_id, idempotency_key=stripe_key(payment, "confirm")
+        )
     except stripe.StripeError as exc:
         error = translate_stripe_error(exc, param="payment_method")
         if is_unavailable(exc):

@@ -32,10 +32,28 @@ def _post(client: APIClient, path: str, body: dict, key: str | None, **extra):
     return client.post(path, body, format="json", **extra)
 
 
+WITHDRAW = "/api/v1/wallet/withdrawals"
+
+
+@pytest.fixture
+def wd_api(customer_api):
+    """A customer with money to withdraw: POST wallet/withdrawals does work worth replaying."""
+    from tests.api.helpers import fund
+
+    fund(customer_api.user, 100_000)
+    return customer_api
+
+
+def _scope(client) -> str:
+    return f"usr:{client.user.pk}"
+
+
 @pytest.mark.django_db
-def test_register_with_key_when_repeated_then_replays_first_response_and_creates_once(api):
-    first = _post(api, REGISTER, _register_body(), "key-1")
-    second = _post(api, REGISTER, _register_body(), "key-1")
+def test_withdrawal_with_key_when_repeated_then_replays_first_response_and_creates_once(wd_api):
+    from wallets.models import Withdrawal
+
+    first = _post(wd_api, WITHDRAW, {"amount": 600}, "key-1")
+    second = _post(wd_api, WITHDRAW, {"amount": 600}, "key-1")
 
     assert first.status_code == 201
     assert "Idempotent-Replayed" not in first
@@ -43,30 +61,34 @@ def test_register_with_key_when_repeated_then_replays_first_response_and_creates
     assert second["Idempotent-Replayed"] == "true"
     assert second.content == first.content
     assert second["Content-Type"] == first["Content-Type"]
-    assert User.objects.filter(email="new@example.test").count() == 1
+    assert Withdrawal.objects.count() == 1
     assert IdempotencyKey.objects.get().status == IdempotencyKeyStatus.COMPLETED
 
 
 @pytest.mark.django_db
-def test_register_without_key_when_repeated_then_second_is_refused(api):
-    assert _post(api, REGISTER, _register_body(), None).status_code == 201
+def test_auth_with_key_when_repeated_then_nothing_stored_and_no_token_rests_in_table(api):
+    first = _post(api, REGISTER, _register_body(), "key-1")
+    second = _post(api, REGISTER, _register_body(), "key-1")
 
-    repeat = _post(api, REGISTER, _register_body(), None)
-
-    assert repeat.status_code == 400
-    assert "Idempotent-Replayed" not in repeat
+    assert first.status_code == 201
+    assert "access" in first.json()
+    assert second.status_code == 400
+    assert "Idempotent-Replayed" not in second
     assert IdempotencyKey.objects.count() == 0
+    assert User.objects.filter(email="new@example.test").count() == 1
 
 
 @pytest.mark.django_db
-def test_key_when_reused_with_other_body_then_422_and_nothing_done(api):
-    assert _post(api, REGISTER, _register_body("a@example.test"), "key-2").status_code == 201
+def test_key_when_reused_with_other_body_then_422_and_nothing_done(wd_api):
+    from wallets.models import Withdrawal
 
-    response = _post(api, REGISTER, _register_body("b@example.test"), "key-2")
+    assert _post(wd_api, WITHDRAW, {"amount": 600}, "key-2").status_code == 201
+
+    response = _post(wd_api, WITHDRAW, {"amount": 700}, "key-2")
 
     error = assert_error(response, 422, "idempotency_key_reused", "Idempotency-Key")
     assert error["type"] == "idempotency_error"
-    assert not User.objects.filter(email="b@example.test").exists()
+    assert list(Withdrawal.objects.values_list("amount", flat=True)) == [600]
 
 
 @pytest.mark.django_db
@@ -88,42 +110,64 @@ def test_key_when_reused_on_other_path_then_422(customer_api):
 
 
 @pytest.mark.django_db
-def test_key_when_body_differs_only_in_spacing_and_key_order_then_replayed(api):
-    body = _register_body()
-    first = api.post(REGISTER, json.dumps(body), content_type="application/json", HTTP_IDEMPOTENCY_KEY="k")
+def test_key_when_body_differs_only_in_spacing_and_key_order_then_replayed(customer_api):
+    body = {"old_password": PASSWORD, "new_password": "Fresh-Pass-2"}
+    path = "/api/v1/me/password"
+    first = customer_api.post(path, json.dumps(body), content_type="application/json", HTTP_IDEMPOTENCY_KEY="k")
     reordered = json.dumps(dict(reversed(list(body.items()))), indent=2)
-    second = api.post(REGISTER, reordered, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k")
+    second = customer_api.post(path, reordered, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k")
 
-    assert first.status_code == 201
+    assert first.status_code == 204
+    assert second.status_code == 204
     assert second["Idempotent-Replayed"] == "true"
-    assert second.content == first.content
+
+
+@pytest.mark.django_db
+def test_fingerprint_when_stored_then_keyed_hmac_not_a_plain_hash_of_the_body(customer_api, settings):
+    import hashlib
+
+    body = {"old_password": PASSWORD, "new_password": "Fresh-Pass-2"}
+    _post(customer_api, "/api/v1/me/password", body, "fp")
+    row = IdempotencyKey.objects.get()
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    plain = hashlib.sha256()
+    for part in (b"POST", b"/api/v1/me/password", canonical):
+        plain.update(len(part).to_bytes(8, "big"))
+        plain.update(part)
+
+    assert row.request_hash != plain.hexdigest()
+    assert row.request_hash == request_fingerprint("POST", "/api/v1/me/password", canonical)
+    settings.SECRET_KEY = "another-secret-key-another-secret-key-another-secret-key"
+    assert request_fingerprint("POST", "/api/v1/me/password", canonical) != row.request_hash
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("key", ["", "x" * 256, "bad\x01key"])
-def test_key_when_empty_too_long_or_unprintable_then_400_and_nothing_done(api, key):
-    response = _post(api, REGISTER, _register_body(), key)
+def test_key_when_empty_too_long_or_unprintable_then_400_and_nothing_done(wd_api, key):
+    from wallets.models import Withdrawal
+
+    response = _post(wd_api, WITHDRAW, {"amount": 600}, key)
 
     assert_error(response, 400, "validation_error", "Idempotency-Key")
-    assert User.objects.count() == 0
+    assert Withdrawal.objects.count() == 0
     assert IdempotencyKey.objects.count() == 0
 
 
 @pytest.mark.django_db
-def test_key_of_255_characters_is_accepted(api):
+def test_key_of_255_characters_is_accepted(wd_api):
     key = "k" * 255
 
-    assert _post(api, REGISTER, _register_body(), key).status_code == 201
-    assert _post(api, REGISTER, _register_body(), key)["Idempotent-Replayed"] == "true"
+    assert _post(wd_api, WITHDRAW, {"amount": 600}, key).status_code == 201
+    assert _post(wd_api, WITHDRAW, {"amount": 600}, key)["Idempotent-Replayed"] == "true"
 
 
 @pytest.mark.django_db
-def test_key_when_first_attempt_fails_validation_then_released_for_fixed_retry(api):
-    bad = _post(api, REGISTER, {"email": "not-an-email", "password": PASSWORD, "role": "customer"}, "k")
-    assert_error(bad, 400, "validation_error", "email")
+def test_key_when_first_attempt_fails_validation_then_released_for_fixed_retry(wd_api):
+    bad = _post(wd_api, WITHDRAW, {"amount": "six"}, "k")
+    assert_error(bad, 400, "validation_error", "amount")
     assert IdempotencyKey.objects.count() == 0
 
-    fixed = _post(api, REGISTER, _register_body(), "k")
+    fixed = _post(wd_api, WITHDRAW, {"amount": 600}, "k")
 
     assert fixed.status_code == 201
     assert "Idempotent-Replayed" not in fixed
@@ -144,11 +188,11 @@ def test_key_when_used_by_two_users_then_each_has_own_scope(customer, merchant):
 
 @pytest.mark.django_db
 def test_key_when_anonymous_callers_differ_in_ip_then_scopes_differ():
-    first = _post(APIClient(REMOTE_ADDR="10.0.0.1"), REGISTER, _register_body("a@example.test"), "same")
-    second = _post(APIClient(REMOTE_ADDR="10.0.0.2"), REGISTER, _register_body("b@example.test"), "same")
+    for address in ("10.0.0.1", "10.0.0.2"):
+        request = RequestFactory().post("/api/v1/anything", b"{}", content_type="application/json")
+        request.META.update(HTTP_IDEMPOTENCY_KEY="same", REMOTE_ADDR=address)
+        assert IdempotencyMiddleware(lambda req: JsonResponse({}, status=201))(request).status_code == 201
 
-    assert first.status_code == 201
-    assert second.status_code == 201
     assert set(IdempotencyKey.objects.values_list("scope", flat=True)) == {"ip:10.0.0.1", "ip:10.0.0.2"}
 
 
@@ -162,62 +206,63 @@ def test_key_when_token_invalid_then_401_not_stored(api):
     assert IdempotencyKey.objects.count() == 0
 
 
-@pytest.mark.django_db
-def test_key_when_first_request_still_running_then_409(api):
-    body = json.dumps(_register_body()).encode()
-    IdempotencyKey.objects.create(
-        scope="ip:127.0.0.1",
-        key="busy",
-        request_hash=request_fingerprint("POST", REGISTER, body),
+def _claim_row(client, key: str, body: bytes, **fields) -> IdempotencyKey:
+    return IdempotencyKey.objects.create(
+        scope=_scope(client),
+        key=key,
+        request_hash=request_fingerprint("POST", WITHDRAW, body),
         method="POST",
-        path=REGISTER,
-        expires_at=timezone.now() + timedelta(hours=24),
+        path=WITHDRAW,
+        expires_at=timezone.now() + timedelta(hours=23),
+        **fields,
     )
 
-    response = api.post(REGISTER, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="busy")
+
+@pytest.mark.django_db
+def test_key_when_first_request_still_running_then_409(wd_api):
+    from wallets.models import Withdrawal
+
+    body = json.dumps({"amount": 600}).encode()
+    _claim_row(wd_api, "busy", body)
+
+    response = wd_api.post(WITHDRAW, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="busy")
 
     error = assert_error(response, 409, "idempotency_key_in_use", "Idempotency-Key")
     assert error["type"] == "idempotency_error"
-    assert User.objects.count() == 0
+    assert Withdrawal.objects.count() == 0
 
 
 @pytest.mark.django_db
-def test_key_when_claim_abandoned_past_lock_timeout_then_taken_over(api, settings):
+def test_key_when_claim_abandoned_past_lock_timeout_then_taken_over(wd_api, settings):
     settings.IDEMPOTENCY_LOCK_TIMEOUT = timedelta(seconds=30)
-    body = json.dumps(_register_body()).encode()
-    IdempotencyKey.objects.create(
-        scope="ip:127.0.0.1",
-        key="stale",
-        request_hash=request_fingerprint("POST", REGISTER, body),
-        method="POST",
-        path=REGISTER,
-        locked_at=timezone.now() - timedelta(minutes=1),
-        expires_at=timezone.now() + timedelta(hours=23),
-    )
+    body = json.dumps({"amount": 600}).encode()
+    _claim_row(wd_api, "stale", body, locked_at=timezone.now() - timedelta(minutes=1))
 
-    response = api.post(REGISTER, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="stale")
+    response = wd_api.post(WITHDRAW, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="stale")
 
     assert response.status_code == 201
     assert IdempotencyKey.objects.get().status == IdempotencyKeyStatus.COMPLETED
 
 
 @pytest.mark.django_db
-def test_key_when_expired_then_request_runs_again(api):
-    assert _post(api, REGISTER, _register_body("a@example.test"), "old").status_code == 201
+def test_key_when_expired_then_request_runs_again(wd_api):
+    from wallets.models import Withdrawal
+
+    assert _post(wd_api, WITHDRAW, {"amount": 600}, "old").status_code == 201
     IdempotencyKey.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
 
-    response = _post(api, REGISTER, _register_body("b@example.test"), "old")
+    response = _post(wd_api, WITHDRAW, {"amount": 700}, "old")
 
     assert response.status_code == 201
     assert "Idempotent-Replayed" not in response
-    assert User.objects.filter(email="b@example.test").exists()
+    assert Withdrawal.objects.count() == 2
     assert IdempotencyKey.objects.count() == 1
 
 
 @pytest.mark.django_db
-def test_key_is_kept_for_the_configured_ttl(api, settings):
+def test_key_is_kept_for_the_configured_ttl(wd_api, settings):
     before = timezone.now()
-    _post(api, REGISTER, _register_body(), "ttl")
+    _post(wd_api, WITHDRAW, {"amount": 600}, "ttl")
 
     row = IdempotencyKey.objects.get()
 
@@ -225,9 +270,9 @@ def test_key_is_kept_for_the_configured_ttl(api, settings):
 
 
 @pytest.mark.django_db
-def test_purge_task_deletes_only_expired_keys(api):
-    _post(api, REGISTER, _register_body("a@example.test"), "fresh")
-    _post(api, REGISTER, _register_body("b@example.test"), "stale")
+def test_purge_task_deletes_only_expired_keys(wd_api):
+    _post(wd_api, WITHDRAW, {"amount": 600}, "fresh")
+    _post(wd_api, WITHDRAW, {"amount": 700}, "stale")
     IdempotencyKey.objects.filter(key="stale").update(expires_at=timezone.now() - timedelta(minutes=1))
 
     deleted = purge_idempotency_keys.delay().get()
@@ -273,15 +318,32 @@ def test_middleware_without_key_does_no_query_and_no_work():
 
 
 @pytest.mark.django_db
-def test_middleware_when_view_answers_5xx_then_claim_released_and_retry_runs():
-    first, _ = _middleware_call(lambda: JsonResponse({"error": {}}, status=500))
-    assert first.status_code == 500
-    assert IdempotencyKey.objects.count() == 0
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_middleware_when_view_answers_5xx_after_work_then_kept_and_replayed(status):
+    body = {"error": {"code": "stripe_unavailable", "order": "ord_x"}}
+    first, _ = _middleware_call(lambda: JsonResponse(body, status=status))
+    assert first.status_code == status
 
     second, calls = _middleware_call(lambda: JsonResponse({"id": "x"}, status=201))
 
-    assert second.status_code == 201
-    assert len(calls) == 1
+    assert second.status_code == status
+    assert second["Idempotent-Replayed"] == "true"
+    assert json.loads(second.content) == body
+    assert calls == []
+
+
+@pytest.mark.django_db
+def test_middleware_when_answer_holds_secrets_then_table_keeps_none_and_replay_names_them():
+    body = {"id": "whk_1", "secret": "whsec_abc", "nested": {"client_secret": "pi_1_secret_2"}, "url": "u"}
+    first, _ = _middleware_call(lambda: JsonResponse(body, status=201))
+    stored = bytes(IdempotencyKey.objects.get().response_body)
+
+    second, _ = _middleware_call(lambda: HttpResponse("must not run", status=200))
+
+    assert json.loads(first.content) == body
+    assert b"whsec_abc" not in stored and b"pi_1_secret_2" not in stored
+    assert json.loads(second.content) == {"id": "whk_1", "secret": None, "nested": {"client_secret": None}, "url": "u"}
+    assert second["Idempotent-Redacted"] == "client_secret,secret"
 
 
 @pytest.mark.django_db
@@ -296,9 +358,9 @@ def test_middleware_when_view_raises_then_claim_released():
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("status", [402, 409])
-def test_middleware_when_business_refusal_then_stored_and_replayed(status):
-    body = {"error": {"code": "insufficient_funds"}}
+@pytest.mark.parametrize(("status", "code"), [(402, "insufficient_funds"), (409, "x"), (400, "payment_method_invalid")])
+def test_middleware_when_business_refusal_then_stored_and_replayed(status, code):
+    body = {"error": {"code": code}}
     first, _ = _middleware_call(lambda: JsonResponse(body, status=status))
 
     second, calls = _middleware_call(lambda: HttpResponse("must not run", status=200))
@@ -313,7 +375,7 @@ def test_middleware_when_business_refusal_then_stored_and_replayed(status):
 @pytest.mark.django_db
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 429])
 def test_middleware_when_request_refused_then_not_stored(status):
-    _middleware_call(lambda: JsonResponse({"error": {}}, status=status))
+    _middleware_call(lambda: JsonResponse({"error": {"code": "validation_error"}}, status=status))
 
     assert IdempotencyKey.objects.count() == 0
 
