@@ -36,7 +36,8 @@ COPY --chown=root:root . .
 RUN SECRET_KEY=collectstatic-only ALLOWED_HOSTS=localhost python manage.py collectstatic --noinput -v 0 \
     && python -m compileall -q config accounts wallets catalog orders payments
 
-USER app
+# Numeric, so Kubernetes can verify runAsNonRoot (deploy/k8s uses the same uid).
+USER 10001:10001
 EXPOSE 8000
 
 # /healthz with the Host header Django accepts (the first of ALLOWED_HOSTS).
