@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
+from config.redact import scrub_text
 from config.request_context import request_id_var, user_id_var
 
 
@@ -20,7 +21,8 @@ class RequestContextFilter(logging.Filter):
 
 
 class JsonFormatter(_JsonFormatter):
-    """python-json-logger's formatter; ISO-8601 UTC times, empty context fields dropped."""
+    """python-json-logger's formatter; ISO-8601 UTC times, empty context fields dropped, and every text
+    field redacted (an exception's message or traceback can quote a card number, a token or a secret)."""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         moment = datetime.fromtimestamp(record.created, tz=UTC)
@@ -30,4 +32,11 @@ class JsonFormatter(_JsonFormatter):
         for key in ("request_id", "user_id"):
             if log_record.get(key) is None:
                 log_record.pop(key, None)
+        for key, value in log_record.items():
+            if isinstance(value, str) and key not in _PLAIN_FIELDS:
+                log_record[key] = scrub_text(value)
         return log_record
+
+
+# Fields the platform writes itself and that never hold a secret: skipping them keeps the access line cheap.
+_PLAIN_FIELDS = frozenset({"time", "level", "logger", "request_id", "user_id", "method", "status"})

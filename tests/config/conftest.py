@@ -18,6 +18,10 @@ class JsonLog:
     def lines(self) -> list[dict]:
         return [json.loads(line) for line in self._buffer.getvalue().splitlines() if line.strip()]
 
+    def text(self) -> str:
+        """Everything written, as written."""
+        return self._buffer.getvalue()
+
     def access(self, request_id: str) -> dict:
         matches = [line for line in self.lines() if line.get("logger") == "access" and line["request_id"] == request_id]
         assert len(matches) == 1, self.lines()

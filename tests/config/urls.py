@@ -13,8 +13,10 @@ from rest_framework.views import APIView
 
 from config import urls as production
 
-# Looks like what an exception message might leak: it must reach the log only.
-LEAKY_DETAIL = "could not connect to postgres://payments:hunter2@db.internal:5432/payments"
+# Looks like what an exception message might leak: it reaches the log only, and there with the
+# password and the card number redacted (LOGGED_DETAIL).
+LEAKY_DETAIL = "could not connect to postgres://payments:hunter2@db.internal:5432/payments for 4242 4242 4242 4242"
+LOGGED_DETAIL = "could not connect to postgres://payments:[Filtered]@db.internal:5432/payments for [Filtered]"
 
 
 class ExplodingApiView(APIView):
