@@ -136,3 +136,29 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} {self.key} ({self.status})"
+
+
+class SentEmailStatus(models.TextChoices):
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+
+
+class SentEmail(models.Model):
+    """One message the platform sends at most once, by its key (``accounts.mail.mail_send_once``).
+
+    The row is the claim: inserted before the message goes out, marked sent after. A retried task finds it.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    key = models.CharField(max_length=200)
+    to = models.EmailField()
+    template = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=SentEmailStatus.choices, default=SentEmailStatus.SENDING)
+    claimed_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key"], name="sent_email_key_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.template} to {self.to} ({self.status})"

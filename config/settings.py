@@ -294,6 +294,25 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=256
 # (/stripe/webhook/<uuid>/, as the contract gives it) keep theirs.
 APPEND_SLASH = True
 
+# --- email ------------------------------------------------------------------
+
+# consolemail:// prints each message (the demo); smtp+tls://user:pass@host:587; filemail:///path writes files there.
+EMAIL_URL = env.str("EMAIL_URL", default="consolemail://")
+_email = env.email_url_config(EMAIL_URL)
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST") or "localhost"
+EMAIL_PORT = _email.get("EMAIL_PORT") or 25
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS"))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL"))
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+if EMAIL_URL.startswith("filemail:"):
+    # django-environ drops the path's leading slash: filemail:///var/mail is /var/mail.
+    EMAIL_FILE_PATH = "/" + EMAIL_URL.split("://", 1)[1].lstrip("/")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Payments <no-reply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
 SILENCED_SYSTEM_CHECKS: list[str] = []
 if STRIPE_API_BASE:
     # djstripe.W002 warns that STRIPE_API_HOST points away from Stripe: that
