@@ -1,6 +1,6 @@
 """Transactional email sent at most once per key: rendered from ``templates/email/``, claimed in ``SentEmail``.
 
-Tasks call ``mail_send_once`` after the commit that caused the message; a retried task finds the claim and sends nothing.
+Tasks call ``mail_send_once`` after the commit that caused a message; a retried task finds the claim, sends nothing.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ def _claim(*, key: str, to: str, template: str) -> bool:
     if insert_unless_taken(SentEmail(key=key, to=to, template=template), unique=("key",)):
         return True
     now = timezone.now()
-    taken = SentEmail.objects.filter(
-        key=key, status=SentEmailStatus.SENDING, claimed_at__lt=now - STALE_CLAIM
-    ).update(claimed_at=now)
+    taken = SentEmail.objects.filter(key=key, status=SentEmailStatus.SENDING, claimed_at__lt=now - STALE_CLAIM).update(
+        claimed_at=now
+    )
     return taken == 1
 
 
