@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts import services
+from accounts.request import signed_in_user
 from accounts.serializers import (
     EmailTokenObtainSerializer,
     LogoutSerializer,
@@ -72,20 +73,20 @@ class LogoutView(APIView):
     def post(self, request: Request) -> Response:
         serializer = LogoutSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        services.user_logout(user=request.user, refresh=serializer.validated_data["refresh"])  # type: ignore[arg-type]
+        services.user_logout(user=signed_in_user(request), refresh=serializer.validated_data["refresh"])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class MeView(APIView):
     @extend_schema(responses={200: UserSerializer, **errors(401)}, tags=["me"])
     def get(self, request: Request) -> Response:
-        return Response(UserSerializer(request.user).data)
+        return Response(UserSerializer(signed_in_user(request)).data)
 
     @extend_schema(request=UserUpdateSerializer, responses={200: UserSerializer, **errors(400, 401)}, tags=["me"])
     def patch(self, request: Request) -> Response:
         serializer = UserUpdateSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        user = services.user_update(user=request.user, **serializer.validated_data)  # type: ignore[arg-type]
+        user = services.user_update(user=signed_in_user(request), **serializer.validated_data)
         return Response(UserSerializer(user).data)
 
 
@@ -96,5 +97,5 @@ class PasswordChangeView(APIView):
     def post(self, request: Request) -> Response:
         serializer = PasswordChangeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        services.user_change_password(user=request.user, **serializer.validated_data)  # type: ignore[arg-type]
+        services.user_change_password(user=signed_in_user(request), **serializer.validated_data)
         return Response(status=status.HTTP_204_NO_CONTENT)

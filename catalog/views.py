@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
 from accounts.permissions import IsMerchant
+from accounts.request import signed_in_user
 from catalog import selectors, services
 from catalog.cache import cached_public_get
 from catalog.filters import PublicProductFilter
@@ -83,7 +84,7 @@ class ProductCollectionView(_PublicReadOwnerWrite):
     def post(self, request: Request) -> Response:
         serializer = ProductWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        product = services.product_create(merchant=request.user, **serializer.validated_data)  # type: ignore[arg-type]
+        product = services.product_create(merchant=signed_in_user(request), **serializer.validated_data)
         return Response(OwnProductSerializer(product).data, status=status.HTTP_201_CREATED)
 
 
@@ -113,7 +114,7 @@ class ProductDetailView(_PublicReadOwnerWrite):
         serializer = ProductWriteSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         product = services.product_update(
-            merchant=request.user,  # type: ignore[arg-type]
+            merchant=signed_in_user(request),
             product_id=product_id,
             **serializer.validated_data,
         )
@@ -125,7 +126,7 @@ class ProductDetailView(_PublicReadOwnerWrite):
         summary="Delete an own product (soft: hidden, kept for orders)",
     )
     def delete(self, request: Request, product_id: str) -> Response:
-        services.product_delete(merchant=request.user, product_id=product_id)  # type: ignore[arg-type]
+        services.product_delete(merchant=signed_in_user(request), product_id=product_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -141,7 +142,7 @@ class MerchantProductListView(GenericAPIView):
         parameters=[OpenApiParameter("limit", int), OpenApiParameter("cursor", str)],
     )
     def get(self, request: Request) -> Response:
-        page = self.paginate_queryset(selectors.products_of_merchant(request.user))  # type: ignore[arg-type]
+        page = self.paginate_queryset(selectors.products_of_merchant(signed_in_user(request)))
         return self.get_paginated_response(OwnProductSerializer(page, many=True).data)
 
 
@@ -155,5 +156,5 @@ class MerchantProductDetailView(GenericAPIView):
         summary="One own product, with its fulfillment (also when deleted)",
     )
     def get(self, request: Request, product_id: str) -> Response:
-        product = selectors.product_of_merchant_get(request.user, product_id)  # type: ignore[arg-type]
+        product = selectors.product_of_merchant_get(signed_in_user(request), product_id)
         return Response(OwnProductSerializer(product).data)

@@ -24,7 +24,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.models import User
+from accounts.request import signed_in_user
 from catalog import selectors as catalog_selectors
 from catalog import services as catalog_services
 from catalog.errors import ProductNotFound
@@ -64,13 +64,6 @@ def merchant_required(view: View) -> View:
 def _form_error(form: Form, error: DomainError) -> None:
     field = error.param if error.param in form.fields else None
     form.add_error(field, error.message)
-
-
-def _merchant(request: HttpRequest) -> User:
-    """The signed-in merchant (views run behind ``merchant_required``)."""
-    user = request.user
-    assert isinstance(user, User)
-    return user
 
 
 def _currency() -> str:
@@ -117,7 +110,7 @@ class LogoutView(auth_views.LogoutView):
 
 @merchant_required
 def home(request: HttpRequest) -> HttpResponse:
-    merchant = _merchant(request)
+    merchant = signed_in_user(request)
     context = {
         "wallet": wallet_selectors.wallet_summary(merchant),
         "totals": order_selectors.sales_totals_of_merchant(merchant=merchant),
@@ -133,7 +126,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @merchant_required
 def products(request: HttpRequest) -> HttpResponse:
-    own = catalog_selectors.products_of_merchant_newest_first(_merchant(request))
+    own = catalog_selectors.products_of_merchant_newest_first(signed_in_user(request))
     page = Paginator(own, 50).get_page(request.GET.get("page"))
     return render(request, "dashboard/products.html", {"page": page, "currency": _currency()})
 
@@ -143,7 +136,7 @@ def product_create(request: HttpRequest) -> HttpResponse:
     form = ProductForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            product = catalog_services.product_create(merchant=_merchant(request), **form.cleaned_data)
+            product = catalog_services.product_create(merchant=signed_in_user(request), **form.cleaned_data)
         except DomainError as error:
             _form_error(form, error)
         else:
@@ -155,7 +148,7 @@ def product_create(request: HttpRequest) -> HttpResponse:
 @merchant_required
 def product_edit(request: HttpRequest, product_id: str) -> HttpResponse:
     try:
-        product = catalog_selectors.product_of_merchant_get(_merchant(request), product_id)
+        product = catalog_selectors.product_of_merchant_get(signed_in_user(request), product_id)
     except ProductNotFound:
         return render(request, "404.html", status=404)
     if product.deleted_at is not None:
@@ -165,7 +158,9 @@ def product_edit(request: HttpRequest, product_id: str) -> HttpResponse:
     form = ProductForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            catalog_services.product_update(merchant=_merchant(request), product_id=product.id, **form.cleaned_data)
+            catalog_services.product_update(
+                merchant=signed_in_user(request), product_id=product.id, **form.cleaned_data
+            )
         except DomainError as error:
             _form_error(form, error)
         else:
@@ -178,7 +173,7 @@ def product_edit(request: HttpRequest, product_id: str) -> HttpResponse:
 @require_POST
 def product_delete(request: HttpRequest, product_id: str) -> HttpResponse:
     try:
-        catalog_services.product_delete(merchant=_merchant(request), product_id=product_id)
+        catalog_services.product_delete(merchant=signed_in_user(request), product_id=product_id)
     except DomainError as error:
         messages.error(request, error.message)
     else:
@@ -194,7 +189,7 @@ def sales(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status") or None
     if status not in OrderStatus.values:
         status = None
-    queryset = order_selectors.sales_listed_of_merchant(merchant=_merchant(request), status=status)
+    queryset = order_selectors.sales_listed_of_merchant(merchant=signed_in_user(request), status=status)
     page = Paginator(queryset, 50).get_page(request.GET.get("page"))
     context = {"page": page, "status": status or "", "statuses": OrderStatus.choices, "currency": _currency()}
     return render(request, "dashboard/sales.html", context)
@@ -203,7 +198,7 @@ def sales(request: HttpRequest) -> HttpResponse:
 @merchant_required
 def sale_detail(request: HttpRequest, order_id: str) -> HttpResponse:
     try:
-        order = order_selectors.sale_of_merchant_get(merchant=_merchant(request), order_id=order_id)
+        order = order_selectors.sale_of_merchant_get(merchant=signed_in_user(request), order_id=order_id)
     except OrderNotFound:
         return render(request, "404.html", status=404)
     form = RefundForm(request.POST or None)
@@ -213,7 +208,7 @@ def sale_detail(request: HttpRequest, order_id: str) -> HttpResponse:
                 order_id=order.id,
                 amount=form.cleaned_data["amount"],
                 reason=form.cleaned_data["reason"],
-                requested_by=_merchant(request),
+                requested_by=signed_in_user(request),
             )
         except DomainError as error:
             _form_error(form, error)
@@ -233,7 +228,7 @@ def withdrawals(request: HttpRequest) -> HttpResponse:
     form = WithdrawalForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            withdrawal = withdrawal_request(user=_merchant(request), amount=form.cleaned_data["amount"])
+            withdrawal = withdrawal_request(user=signed_in_user(request), amount=form.cleaned_data["amount"])
         except DomainError as error:
             _form_error(form, error)
         else:
@@ -241,8 +236,8 @@ def withdrawals(request: HttpRequest) -> HttpResponse:
             return redirect("dashboard:withdrawals")
     context = {
         "form": form,
-        "wallet": wallet_selectors.wallet_summary(_merchant(request)),
-        "withdrawals": wallet_selectors.withdrawals_recent_of(_merchant(request)),
+        "wallet": wallet_selectors.wallet_summary(signed_in_user(request)),
+        "withdrawals": wallet_selectors.withdrawals_recent_of(signed_in_user(request)),
         "currency": _currency(),
     }
     return render(request, "dashboard/withdrawals.html", context)
@@ -257,7 +252,7 @@ def webhooks(request: HttpRequest) -> HttpResponse:
     created = None
     if request.method == "POST" and form.is_valid():
         try:
-            created = webhook_endpoint_create(merchant=_merchant(request), url=form.cleaned_data["url"])
+            created = webhook_endpoint_create(merchant=signed_in_user(request), url=form.cleaned_data["url"])
         except DomainError as error:
             _form_error(form, error)
         else:
@@ -265,8 +260,8 @@ def webhooks(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "created": created,  # its secret is shown this once
-        "endpoints": order_selectors.webhook_endpoints_of(merchant=_merchant(request)),
-        "deliveries": order_selectors.webhook_deliveries_of(merchant=_merchant(request)),
+        "endpoints": order_selectors.webhook_endpoints_of(merchant=signed_in_user(request)),
+        "deliveries": order_selectors.webhook_deliveries_of(merchant=signed_in_user(request)),
     }
     return render(request, "dashboard/webhooks.html", context)
 
@@ -275,7 +270,7 @@ def webhooks(request: HttpRequest) -> HttpResponse:
 @require_POST
 def webhook_delete(request: HttpRequest, endpoint_id: str) -> HttpResponse:
     try:
-        webhook_endpoint_delete(merchant=_merchant(request), endpoint_id=endpoint_id)
+        webhook_endpoint_delete(merchant=signed_in_user(request), endpoint_id=endpoint_id)
     except DomainError as error:
         messages.error(request, error.message)
     else:

@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.request import signed_in_user
 from config.admin import ReadOnlyAdmin, ReadOnlyInline
 from orders.models import DeliveryAttempt, EventDelivery, Order, OrderEvent, WebhookEndpoint
 from orders.services.events import delivery_redeliver
@@ -49,7 +50,7 @@ class EventDeliveryAdmin(ReadOnlyAdmin):
     def redeliver(self, request: HttpRequest, queryset: QuerySet[EventDelivery]) -> None:
         count = 0
         for delivery_id in queryset.values_list("pk", flat=True):
-            delivery_redeliver(delivery_id=delivery_id, actor=request.user)  # type: ignore[arg-type]
+            delivery_redeliver(delivery_id=delivery_id, actor=signed_in_user(request))
             count += 1
         self.message_user(request, f"{count} deliveries queued again.", messages.SUCCESS)
 

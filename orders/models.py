@@ -6,6 +6,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.ids import PublicIdField
+from payments.models import PaymentMethodType
 
 
 class OrderStatus(models.TextChoices):
@@ -33,11 +34,6 @@ ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
-class OrderPaymentMethod(models.TextChoices):
-    WALLET = "wallet", "Wallet"
-    CARD = "card", "Card"
-
-
 class Order(models.Model):
     id = PublicIdField("ord")
     buyer = models.ForeignKey(
@@ -53,7 +49,7 @@ class Order(models.Model):
     currency = models.CharField(max_length=3)
     fee = models.BigIntegerField()
     merchant_net = models.BigIntegerField()
-    payment_method = models.CharField(max_length=16, choices=OrderPaymentMethod.choices)
+    payment_method = models.CharField(max_length=16, choices=PaymentMethodType.choices)
     status = models.CharField(max_length=32, choices=OrderStatus.choices, default=OrderStatus.PENDING)
     payment = models.OneToOneField(
         "payments.Payment", null=True, blank=True, on_delete=models.PROTECT, related_name="order"

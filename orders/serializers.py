@@ -5,9 +5,9 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from orders.models import Order, OrderPaymentMethod, OrderStatus, WebhookEndpoint
+from orders.models import Order, OrderStatus, WebhookEndpoint
 from orders.rendering import iso, sale_object
-from payments.models import PaymentStatus
+from payments.models import PaymentMethodType, PaymentStatus
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -22,7 +22,7 @@ class StrictIntegerField(serializers.IntegerField):
 class OrderCreateSerializer(serializers.Serializer):
     product = serializers.CharField(max_length=64, help_text="The product's id (prd_…).")
     quantity = StrictIntegerField(min_value=1, max_value=settings.MAXIMUM_ORDER_QUANTITY, default=1)
-    payment_method = serializers.ChoiceField(choices=OrderPaymentMethod.choices)
+    payment_method = serializers.ChoiceField(choices=PaymentMethodType.choices)
     card = serializers.CharField(
         max_length=255,
         required=False,
@@ -41,7 +41,7 @@ class OrderSerializer(serializers.Serializer):
     unit_price = serializers.IntegerField()
     amount = serializers.IntegerField()
     currency = serializers.CharField()
-    payment_method = serializers.ChoiceField(choices=OrderPaymentMethod.choices)
+    payment_method = serializers.ChoiceField(choices=PaymentMethodType.choices)
     payment = serializers.CharField(allow_null=True)
     fulfillment = serializers.CharField(allow_null=True, help_text="The digital goods; null until paid.")
     client_secret = serializers.CharField(
@@ -85,7 +85,7 @@ class SaleSerializer(serializers.Serializer):
     fee = serializers.IntegerField()
     merchant_net = serializers.IntegerField()
     currency = serializers.CharField()
-    payment_method = serializers.ChoiceField(choices=OrderPaymentMethod.choices)
+    payment_method = serializers.ChoiceField(choices=PaymentMethodType.choices)
     payment = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField()
     paid_at = serializers.DateTimeField(allow_null=True)

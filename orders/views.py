@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsMerchant
+from accounts.request import signed_in_user
 from config.schema import errors
 from config.throttling import PaymentsThrottle, UserThrottle, WriteThrottledMixin
 from orders import selectors
@@ -37,7 +38,7 @@ class OrderListCreateView(WriteThrottledMixin, generics.ListAPIView):
     write_throttle_classes = (PaymentsThrottle,)
 
     def get_queryset(self) -> Any:
-        return selectors.orders_of_buyer(buyer=self.request.user)  # type: ignore[arg-type]
+        return selectors.orders_of_buyer(buyer=signed_in_user(self.request))
 
     @extend_schema(
         responses={200: OrderSerializer(many=True), **errors(400, 401)},
@@ -64,7 +65,7 @@ class OrderListCreateView(WriteThrottledMixin, generics.ListAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         order = order_place(
-            buyer=request.user,  # type: ignore[arg-type]
+            buyer=signed_in_user(request),
             product_id=data["product"],
             quantity=data["quantity"],
             payment_method=data["payment_method"],
@@ -76,7 +77,7 @@ class OrderListCreateView(WriteThrottledMixin, generics.ListAPIView):
 class OrderDetailView(APIView):
     @extend_schema(responses={200: OrderSerializer, **errors(401, 404)}, tags=["orders"], summary="One of your orders")
     def get(self, request: Request, order_id: str) -> Response:
-        order = selectors.order_of_buyer(buyer=request.user, order_id=order_id)  # type: ignore[arg-type]
+        order = selectors.order_of_buyer(buyer=signed_in_user(request), order_id=order_id)
         return Response(OrderSerializer(order).data)
 
 
@@ -90,7 +91,7 @@ class OrderCancelView(APIView):
         summary="Cancel a pending order; its stock comes back",
     )
     def post(self, request: Request, order_id: str) -> Response:
-        order = order_cancel(buyer=request.user, order_id=order_id)  # type: ignore[arg-type]
+        order = order_cancel(buyer=signed_in_user(request), order_id=order_id)
         return Response(OrderSerializer(order).data)
 
 
@@ -101,7 +102,7 @@ class MerchantSalesView(generics.ListAPIView):
     def get_queryset(self) -> Any:
         query = SalesQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
-        return selectors.sales_of_merchant(merchant=self.request.user, **query.validated_data)  # type: ignore[arg-type]
+        return selectors.sales_of_merchant(merchant=signed_in_user(self.request), **query.validated_data)
 
     @extend_schema(
         parameters=[
@@ -126,7 +127,7 @@ class WebhookEndpointListCreateView(WriteThrottledMixin, generics.ListAPIView):
     write_throttle_classes = (UserThrottle,)
 
     def get_queryset(self) -> Any:
-        return selectors.webhook_endpoints_of(merchant=self.request.user)  # type: ignore[arg-type]
+        return selectors.webhook_endpoints_of(merchant=signed_in_user(self.request))
 
     @extend_schema(
         responses={200: WebhookEndpointSerializer(many=True), **errors(400, 401, 403)},
@@ -147,7 +148,7 @@ class WebhookEndpointListCreateView(WriteThrottledMixin, generics.ListAPIView):
         serializer = WebhookEndpointCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         endpoint = webhook_endpoint_create(
-            merchant=request.user,  # type: ignore[arg-type]
+            merchant=signed_in_user(request),
             url=serializer.validated_data["url"],
         )
         return Response(WebhookEndpointCreatedSerializer(endpoint).data, status=status.HTTP_201_CREATED)
@@ -160,5 +161,5 @@ class WebhookEndpointDetailView(APIView):
         responses={204: None, **errors(401, 403, 404)}, tags=["merchant"], summary="Stop sending events to a URL"
     )
     def delete(self, request: Request, endpoint_id: str) -> Response:
-        webhook_endpoint_delete(merchant=request.user, endpoint_id=endpoint_id)  # type: ignore[arg-type]
+        webhook_endpoint_delete(merchant=signed_in_user(request), endpoint_id=endpoint_id)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from djstripe.admin.admin import CustomerAdmin as DjstripeCustomerAdmin
 from djstripe.models import Customer as DjstripeCustomer
 
+from accounts.request import signed_in_user
 from config.admin import ReadOnlyAdmin, ReadOnlyInline
 from config.errors import DomainError
 from payments.models import (
@@ -93,7 +94,9 @@ class PaymentAdmin(ReadOnlyAdmin):
                 self.message_user(request, f"{payment.pk}: not an order payment.", messages.WARNING)
                 continue
             try:
-                refund_create(order_id=order_id, amount=None, reason="staff refund", requested_by=request.user)  # type: ignore[arg-type]
+                refund_create(
+                    order_id=order_id, amount=None, reason="staff refund", requested_by=signed_in_user(request)
+                )
                 done += 1
             except DomainError as exc:
                 self.message_user(request, f"{payment.pk}: {exc.code}: {exc.message}", messages.ERROR)
@@ -113,7 +116,7 @@ class PaymentAdmin(ReadOnlyAdmin):
                     order_id=order_id,
                     amount=form.cleaned_data["amount"],
                     reason=form.cleaned_data["reason"] or "staff refund",
-                    requested_by=request.user,  # type: ignore[arg-type]
+                    requested_by=signed_in_user(request),
                 )
             except DomainError as exc:
                 form.add_error(None, f"{exc.code}: {exc.message}")
@@ -153,7 +156,7 @@ class DisputeAdmin(ReadOnlyAdmin):
         done = 0
         for dispute in queryset.filter(status=DisputeStatus.OPEN).order_by("pk"):
             try:
-                dispute_resolve(dispute_id=dispute.pk, outcome=outcome, actor=request.user)  # type: ignore[arg-type]
+                dispute_resolve(dispute_id=dispute.pk, outcome=outcome, actor=signed_in_user(request))
                 done += 1
             except DomainError as exc:
                 self.message_user(request, f"{dispute.pk}: {exc.code}: {exc.message}", messages.ERROR)

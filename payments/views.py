@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsCustomer, IsMerchantOrStaff
+from accounts.request import signed_in_user
 from config.pagination import CursorPagination
 from config.schema import errors
 from config.throttling import PaymentsThrottle, RefundsThrottle, WriteThrottledMixin
@@ -43,7 +44,7 @@ class PaymentListView(generics.ListAPIView):
     serializer_class = PaymentSerializer
 
     def get_queryset(self) -> Any:
-        return selectors.payments_of(self.request.user)  # type: ignore[arg-type]
+        return selectors.payments_of(signed_in_user(self.request))
 
     @extend_schema(
         responses={200: PaymentSerializer(many=True), **errors(400, 401)},
@@ -57,7 +58,7 @@ class PaymentListView(generics.ListAPIView):
 class PaymentDetailView(APIView):
     @extend_schema(responses={200: PaymentSerializer, **errors(401, 404)}, tags=["payments"], summary="One payment")
     def get(self, request: Request, payment_id: str) -> Response:
-        payment = selectors.payment_get(user=request.user, payment_id=payment_id)  # type: ignore[arg-type]
+        payment = selectors.payment_get(user=signed_in_user(request), payment_id=payment_id)
         return Response(PaymentSerializer(payment).data)
 
 
@@ -68,7 +69,7 @@ class PaymentMethodListCreateView(WriteThrottledMixin, generics.ListAPIView):
     write_throttle_classes = (PaymentsThrottle,)
 
     def get_queryset(self) -> Any:
-        return selectors.saved_cards_of(self.request.user)  # type: ignore[arg-type]
+        return selectors.saved_cards_of(signed_in_user(self.request))
 
     @extend_schema(
         responses={200: SavedCardSerializer(many=True), **errors(400, 401, 403)},
@@ -88,7 +89,7 @@ class PaymentMethodListCreateView(WriteThrottledMixin, generics.ListAPIView):
         serializer = PaymentMethodAttachSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         card = payment_method_attach(
-            user=request.user,  # type: ignore[arg-type]
+            user=signed_in_user(request),
             payment_method_id=serializer.validated_data["payment_method"],
         )
         return Response(SavedCardSerializer(card).data, status=status.HTTP_201_CREATED)
@@ -105,7 +106,7 @@ class SetupIntentView(WriteThrottledMixin, APIView):
         summary="A SetupIntent client secret for collecting a card client-side",
     )
     def post(self, request: Request) -> Response:
-        client_secret = setup_intent_create(user=request.user)  # type: ignore[arg-type]
+        client_secret = setup_intent_create(user=signed_in_user(request))
         return Response(SetupIntentSerializer({"client_secret": client_secret}).data)
 
 
@@ -119,7 +120,7 @@ class PaymentMethodDetailView(WriteThrottledMixin, APIView):
         summary="Remove a saved card; the newest other card becomes default if it was the default",
     )
     def delete(self, request: Request, payment_method_id: str) -> Response:
-        payment_method_detach(user=request.user, payment_method_id=payment_method_id)  # type: ignore[arg-type]
+        payment_method_detach(user=signed_in_user(request), payment_method_id=payment_method_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -135,7 +136,7 @@ class PaymentMethodDefaultView(WriteThrottledMixin, APIView):
     )
     def post(self, request: Request, payment_method_id: str) -> Response:
         card = payment_method_set_default(
-            user=request.user,  # type: ignore[arg-type]
+            user=signed_in_user(request),
             payment_method_id=payment_method_id,
         )
         return Response(SavedCardSerializer(card).data)
@@ -158,7 +159,7 @@ class RefundCreateView(WriteThrottledMixin, APIView):
             order_id=serializer.validated_data["order"],
             amount=serializer.validated_data.get("amount"),
             reason=serializer.validated_data["reason"],
-            requested_by=request.user,  # type: ignore[arg-type]
+            requested_by=signed_in_user(request),
         )
         return Response(RefundSerializer(refund).data, status=status.HTTP_201_CREATED)
 
@@ -166,7 +167,7 @@ class RefundCreateView(WriteThrottledMixin, APIView):
 class RefundDetailView(APIView):
     @extend_schema(responses={200: RefundSerializer, **errors(401, 404)}, tags=["refunds"], summary="One refund")
     def get(self, request: Request, refund_id: str) -> Response:
-        refund = selectors.refund_get(user=request.user, refund_id=refund_id)  # type: ignore[arg-type]
+        refund = selectors.refund_get(user=signed_in_user(request), refund_id=refund_id)
         return Response(RefundSerializer(refund).data)
 
 

@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from accounts.request import signed_in_user
 from config.admin import ReadOnlyAdmin, ReadOnlyInline
 from config.errors import DomainError
 from wallets.models import Account, Deposit, Entry, Posting, Withdrawal, WithdrawalStatus
@@ -87,11 +88,11 @@ class WithdrawalAdmin(ReadOnlyAdmin):
         for withdrawal_id in queryset.filter(status=WithdrawalStatus.PENDING).values_list("pk", flat=True):
             try:
                 if approve:
-                    withdrawal_approve(withdrawal_id=withdrawal_id, actor=request.user)  # type: ignore[arg-type]
+                    withdrawal_approve(withdrawal_id=withdrawal_id, actor=signed_in_user(request))
                 else:
                     withdrawal_reject(
                         withdrawal_id=withdrawal_id,
-                        actor=request.user,  # type: ignore[arg-type]
+                        actor=signed_in_user(request),
                         reason=reason,
                     )
                 done += 1

@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.request import signed_in_user
 from config.schema import errors
 from config.throttling import PaymentsThrottle, WithdrawalsThrottle, WriteThrottledMixin
 from wallets import selectors
@@ -29,7 +30,7 @@ class WalletView(APIView):
 
     @extend_schema(responses={200: WalletSerializer, **errors(401)}, tags=["wallet"], summary="Balance and pending")
     def get(self, request: Request) -> Response:
-        summary = selectors.wallet_summary(request.user)  # type: ignore[arg-type]
+        summary = selectors.wallet_summary(signed_in_user(request))
         return Response(WalletSerializer(summary).data)
 
 
@@ -41,7 +42,7 @@ class TransactionListView(generics.ListAPIView):
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return Posting.objects.none()
-        return selectors.wallet_postings(self.request.user)  # type: ignore[arg-type]
+        return selectors.wallet_postings(signed_in_user(self.request))
 
     @extend_schema(
         responses={200: TransactionSerializer(many=True), **errors(400, 401, 404)},
@@ -67,7 +68,7 @@ class DepositCreateView(WriteThrottledMixin, APIView):
         serializer = DepositCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         deposit = deposit_create(
-            user=request.user,  # type: ignore[arg-type]
+            user=signed_in_user(request),
             amount=serializer.validated_data["amount"],
             payment_method_id=serializer.validated_data["payment_method"],
         )
@@ -79,7 +80,7 @@ class DepositDetailView(APIView):
 
     @extend_schema(responses={200: DepositSerializer, **errors(401, 404)}, tags=["wallet"], summary="A top-up")
     def get(self, request: Request, deposit_id: str) -> Response:
-        deposit = selectors.deposit_get(user=request.user, deposit_id=deposit_id)  # type: ignore[arg-type]
+        deposit = selectors.deposit_get(user=signed_in_user(request), deposit_id=deposit_id)
         return Response(DepositSerializer(deposit).data)
 
 
@@ -92,7 +93,7 @@ class WithdrawalListCreateView(WriteThrottledMixin, generics.ListAPIView):
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return Withdrawal.objects.none()
-        return selectors.withdrawals_of(self.request.user)  # type: ignore[arg-type]
+        return selectors.withdrawals_of(signed_in_user(self.request))
 
     @extend_schema(
         responses={200: WithdrawalSerializer(many=True), **errors(400, 401, 404)},
@@ -112,7 +113,7 @@ class WithdrawalListCreateView(WriteThrottledMixin, generics.ListAPIView):
         serializer = WithdrawalCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         withdrawal = withdrawal_request(
-            user=request.user,  # type: ignore[arg-type]
+            user=signed_in_user(request),
             amount=serializer.validated_data["amount"],
         )
         return Response(WithdrawalSerializer(withdrawal).data, status=status.HTTP_201_CREATED)
@@ -123,5 +124,5 @@ class WithdrawalDetailView(APIView):
 
     @extend_schema(responses={200: WithdrawalSerializer, **errors(401, 404)}, tags=["wallet"], summary="A withdrawal")
     def get(self, request: Request, withdrawal_id: str) -> Response:
-        withdrawal = selectors.withdrawal_get(user=request.user, withdrawal_id=withdrawal_id)  # type: ignore[arg-type]
+        withdrawal = selectors.withdrawal_get(user=signed_in_user(request), withdrawal_id=withdrawal_id)
         return Response(WithdrawalSerializer(withdrawal).data)

@@ -16,10 +16,10 @@ from config.db import retry_on_contention
 from config.errors import DomainError, StripeUnavailable
 from orders.errors import OrderNotFound, OrderNotPending
 from orders.locks import lock_order
-from orders.models import Order, OrderPaymentMethod, OrderStatus
+from orders.models import Order, OrderStatus
 from orders.services.outcomes import order_close, order_on_payment_changed
 from payments.locks import lock_payment
-from payments.models import PaymentStatus
+from payments.models import PaymentMethodType, PaymentStatus
 from payments.services.charges import card_payment_cancel
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def payment_intent_cancel(order: Order) -> None:
     Raises StripeUnavailable. Any other refusal (the intent already succeeded or
     failed) is left to the lock-and-re-read step that follows.
     """
-    if order.payment_method != OrderPaymentMethod.CARD or order.payment_id is None:
+    if order.payment_method != PaymentMethodType.CARD or order.payment_id is None:
         return
     try:
         card_payment_cancel(payment_id=order.payment_id)

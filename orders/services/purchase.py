@@ -19,7 +19,7 @@ from catalog.locks import stock_take_sql
 from config.db import insert_values, prepared_cursor, retry_on_contention
 from config.errors import CardDeclined, InvalidStatus, PaymentMethodInvalid, StripeUnavailable, ValidationFailed
 from orders.errors import OnlyCustomersBuy
-from orders.models import Order, OrderEvent, OrderEventType, OrderPaymentMethod, OrderStatus, WebhookEndpoint
+from orders.models import Order, OrderEvent, OrderEventType, OrderStatus, WebhookEndpoint
 from orders.services.cancel import order_close_pending, payment_intent_cancel
 from orders.services.events import event_build, event_dispatch_on_commit
 from orders.services.terms import (
@@ -56,7 +56,7 @@ def order_place(
     buyer: User,
     product_id: str,
     quantity: int = 1,
-    payment_method: str = OrderPaymentMethod.WALLET,
+    payment_method: str = PaymentMethodType.WALLET,
     card: str | None = None,
 ) -> Order:
     """Buys ``quantity`` of a product with the buyer's wallet or a card (see the two paths below).
@@ -68,10 +68,10 @@ def order_place(
         raise OnlyCustomersBuy()
     earlier = _order_for_request(buyer)
     if earlier is not None:  # this request's first attempt made it: resume it, never a second order
-        return earlier if earlier.payment_method == OrderPaymentMethod.WALLET else _card_charge(earlier, card)
-    if payment_method == OrderPaymentMethod.WALLET:
+        return earlier if earlier.payment_method == PaymentMethodType.WALLET else _card_charge(earlier, card)
+    if payment_method == PaymentMethodType.WALLET:
         return order_buy_with_wallet(buyer=buyer, product_id=product_id, quantity=quantity)
-    if payment_method == OrderPaymentMethod.CARD:
+    if payment_method == PaymentMethodType.CARD:
         return order_buy_with_card(buyer=buyer, product_id=product_id, quantity=quantity, card=card)
     raise ValidationFailed("payment_method must be wallet or card.", param="payment_method")
 
@@ -99,7 +99,7 @@ def _wallet_purchase(*, buyer: User, product_id: str, quantity: int, terms: Term
     wallet_id_for(user_id=terms.merchant_id, role=Role.MERCHANT, currency=terms.currency)
     now = timezone.now()
     order = order_build(
-        buyer=buyer, product_id=product_id, quantity=quantity, terms=terms, method=OrderPaymentMethod.WALLET, now=now
+        buyer=buyer, product_id=product_id, quantity=quantity, terms=terms, method=PaymentMethodType.WALLET, now=now
     )
     payment = payment_build(
         user=buyer, kind=PaymentKind.ORDER, method=PaymentMethodType.WALLET, amount=order.amount,
@@ -249,7 +249,7 @@ def _card_charge(order: Order, card: str | None) -> Order:
 def _card_reserve(*, buyer: User, product_id: str, quantity: int, terms: Terms) -> Order:
     now = timezone.now()
     order = order_build(
-        buyer=buyer, product_id=product_id, quantity=quantity, terms=terms, method=OrderPaymentMethod.CARD, now=now
+        buyer=buyer, product_id=product_id, quantity=quantity, terms=terms, method=PaymentMethodType.CARD, now=now
     )
     order.reserved_until = now + timedelta(minutes=settings.ORDER_RESERVATION_MINUTES)
     try:

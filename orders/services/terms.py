@@ -17,7 +17,8 @@ from config.db import prepared_cursor
 from config.errors import DomainError, ValidationFailed
 from config.money import basis_points
 from orders.errors import OwnProduct, ProductNotAvailable, ProductOutOfStock
-from orders.models import Order, OrderPaymentMethod
+from orders.models import Order
+from payments.models import PaymentMethodType
 from wallets.ledger import Leg, platform_account_id, wallet_id_for
 from wallets.models import AccountKind
 
@@ -123,7 +124,7 @@ def check_buy(*, buyer: User, quantity: int, terms: Terms) -> None:
 
 
 def order_build(
-    *, buyer: User, product_id: str, quantity: int, terms: Terms, method: OrderPaymentMethod, now: datetime
+    *, buyer: User, product_id: str, quantity: int, terms: Terms, method: PaymentMethodType, now: datetime
 ) -> Order:
     amount = terms.price * quantity
     fee = basis_points(amount, settings.PLATFORM_FEE_BPS)
