@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
+from django.conf import settings
 from django.db import OperationalError, connection, models
 from django.db.backends.utils import CursorWrapper
 
@@ -135,9 +136,11 @@ def prepared_cursor() -> CursorWrapper:
     statement on the connection, so later runs reuse its plan. Execute
     wrappers see it as any other cursor. While queries are logged (DEBUG,
     tests capturing them: the log shows the SQL with its values), it is
-    Django's cursor.
+    Django's cursor, as it is with ``DATABASE_PREPARED_STATEMENTS`` off (a transaction-mode
+    PgBouncer before 1.21 would hand the next statement to a server connection that never
+    prepared it).
     """
-    if connection.queries_logged:
+    if connection.queries_logged or not settings.DATABASE_PREPARED_STATEMENTS:
         return connection.cursor()
     connection.ensure_connection()
     return connection.make_cursor(_preparing_cursor_class()(connection.connection))

@@ -8,6 +8,10 @@ Stripe. Every value can be overridden from the environment.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
 
 _cores = os.cpu_count() or 1
 
@@ -35,3 +39,31 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # No control socket under ~/.gunicorn (gunicorn >= 25 creates one by default).
 control_socket_disable = True
+
+# Prometheus metrics from every worker (config.metrics): prometheus-client's multiprocess mode keeps
+# each process's values in files under one directory, which /metrics sums. Set before any worker
+# imports prometheus-client; emptied when the server starts, a dead worker's live gauges dropped.
+_OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _OWN_METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(  # noqa: PTH118
+        _SHM if os.path.isdir(_SHM) else tempfile.gettempdir(),  # noqa: PTH112
+        f"platform-metrics-{os.getpid()}",
+    )
+
+
+def on_starting(server: Any) -> None:
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def on_exit(server: Any) -> None:
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

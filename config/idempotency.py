@@ -58,6 +58,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.authentication import remember_validated_token
 from accounts.models import IdempotencyKey, IdempotencyKeyStatus
+from config import metrics
 from config.db import insert_unless_taken, prepared_cursor
 from config.errors import (
     IdempotencyKeyInUse,
@@ -159,6 +160,7 @@ def _replay(row: IdempotencyKey) -> HttpResponse:
     body, found = redaction_lifted(bytes(row.response_body or b""))
     response = HttpResponse(body, status=row.response_status or 200, content_type=row.response_content_type or None)
     response[REPLAYED_HEADER] = "true"
+    metrics.count_idempotent_replay()
     if found:
         response[REDACTED_HEADER] = ",".join(sorted(found))
     return response

@@ -106,8 +106,20 @@ DATABASES["default"]["ENGINE"] = "config.postgres"  # Django's, without pattern-
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Lets psycopg prepare statements at all; only config.db.prepared_cursor
-# does (Django's own cursors bind client-side and never prepare).
-DATABASES["default"]["OPTIONS"] = {"prepare_threshold": 5}
+# does (Django's own cursors bind client-side and never prepare). Behind a PgBouncer in
+# transaction mode older than 1.21, DATABASE_PREPARED_STATEMENTS=false (docs/scaling.md).
+DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
+DATABASES["default"]["OPTIONS"] = {"prepare_threshold": 5 if DATABASE_PREPARED_STATEMENTS else None}
+DISABLE_SERVER_SIDE_CURSORS = not env.bool("DATABASE_SERVER_SIDE_CURSORS", default=DATABASE_PREPARED_STATEMENTS)
+# DATABASE_POOL=true: Django's psycopg pool in each process (needs psycopg-pool; persistent connections off).
+DATABASE_POOL = env.bool("DATABASE_POOL", default=False)
+if DATABASE_POOL:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=env.int("GUNICORN_THREADS", default=4)),
+        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- cache, broker, tasks ---------------------------------------------------
@@ -237,6 +249,8 @@ MAXIMUM_ORDER_QUANTITY = env.int("MAXIMUM_ORDER_QUANTITY", default=100)
 ORDER_RESERVATION_MINUTES = env.int("ORDER_RESERVATION_MINUTES", default=15)
 ORDER_EVENTS_URL = env.str("ORDER_EVENTS_URL", default="")
 ORDER_EVENTS_SECRET = env.str("ORDER_EVENTS_SECRET", default="")
+# /metrics answers only "Authorization: Bearer <METRICS_TOKEN>"; without a token, only while DEBUG is on (else 404).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 IDEMPOTENCY_TTL = timedelta(hours=24)
 CATALOG_CACHE_TTL = env.int("CATALOG_CACHE_TTL", default=60)
 

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config import errors, health
+from config import errors, health, metrics_endpoint
 from payments.views import stripe_webhook
 
 # The public catalog comes first: it is the most read, and resolving it early is cheaper.
@@ -29,7 +29,7 @@ urlpatterns = [
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics_endpoint.metrics, name="prometheus-django-metrics"),
 ]
 
 handler400 = "config.errors.handler400"

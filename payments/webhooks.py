@@ -27,6 +27,7 @@ from django.core.exceptions import BadRequest
 from django.db import connection, transaction
 from django.http import Http404
 
+from config import metrics
 from config.db import insert_unless_taken
 from config.queue import task_named
 from payments.models import StripeEvent, StripeEventStatus
@@ -88,7 +89,7 @@ def _verified_event(body: bytes, signature: str, secret: str) -> dict[str, Any]:
 
 def _claim(event: StripeEvent) -> bool:
     """Inserts the event's row unless its id is there already; True when this delivery claimed it."""
-    return insert_unless_taken(event, unique=("id",))
+    return metrics.stripe_event_claimed(insert_unless_taken(event, unique=("id",)))
 
 
 def stripe_event_receive(*, endpoint_uuid: UUID, body: bytes, signature: str | None) -> bool:

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from accounts.models import Role, User
 from accounts.services import audit_record
+from config import metrics
 from config.db import insert_values, prepared_cursor, retry_on_contention
 from config.errors import InsufficientFunds, NotFound, ValidationFailed
 from config.ids import new_id
@@ -198,6 +199,7 @@ def ledger_post(
             _store_balances(list(wallets.values()))
         entry.save()
         Posting.objects.bulk_create(postings)
+        metrics.count_ledger_entry_on_commit(kind=kind)
     return entry
 
 

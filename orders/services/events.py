@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import audit_record
+from config import metrics
 from config.queue import task_named
 from orders import webhooks
 from orders.models import DeliveryAttempt, DeliveryStatus, EventDelivery, Order, OrderEvent, WebhookEndpoint
@@ -188,6 +189,7 @@ def delivery_attempt(*, delivery_id: str) -> EventDelivery | None:
             created_at=finished,
         )
         EventDelivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING).update(**changes)
+        metrics.count_delivery_on_commit(outcome=changes.get("status", "retrying"))
     if not result.ok:
         logger.info(
             "order event delivery failed",

@@ -16,6 +16,7 @@ from django.utils import timezone
 from accounts.models import Role, User
 from catalog.cache import catalog_cache_bump_on_commit
 from catalog.locks import stock_take_sql
+from config import metrics
 from config.db import insert_values, prepared_cursor, retry_on_contention
 from config.errors import CardDeclined, InvalidStatus, PaymentMethodInvalid, StripeUnavailable, ValidationFailed
 from orders.errors import OnlyCustomersBuy
@@ -116,6 +117,7 @@ def _wallet_purchase(*, buyer: User, product_id: str, quantity: int, terms: Term
     except NoStock:
         raise no_stock_reason(product_id) from None
     event_dispatch_on_commit(event)
+    metrics.count_wallet_purchase_on_commit()
     return order
 
 

@@ -13,6 +13,7 @@ from django.conf import settings
 from accounts.models import Role, User
 from catalog.locks import TakenStock, stock_take
 from catalog.models import Product
+from config import metrics
 from config.db import prepared_cursor
 from config.errors import DomainError, ValidationFailed
 from config.money import basis_points
@@ -103,6 +104,7 @@ def no_stock_reason(product_id: str) -> DomainError:
     row = Product.objects.filter(pk=product_id).values_list("is_active", "deleted_at", "stock").first()
     if row is None or not row[0] or row[1] is not None:
         return ProductNotAvailable(param="product")
+    metrics.count_out_of_stock()
     return ProductOutOfStock(f"Product {product_id} has {row[2]} left.", param="quantity")
 
 

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from config import metrics
 from config.db import retry_on_contention
 from config.errors import CardDeclined, PaymentMethodInvalid
 from config.request_keys import current_request_key
@@ -200,6 +201,7 @@ def payment_sync(*, payment_id: str, intent: Any) -> Payment:
             payment.save(update_fields=[*dict.fromkeys(changed), "updated_at"])
         if status_changed:
             hooks.payment_changed(payment, owner)
+            metrics.count_payment_on_commit(kind=payment.kind, outcome=payment.status)
     return payment
 
 

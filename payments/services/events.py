@@ -14,6 +14,7 @@ import stripe
 from django.db.models import F
 from django.utils import timezone
 
+from config import metrics
 from payments import gateway
 from payments.models import Dispute, DisputeStatus, Payment, Refund, RefundStatus, StripeEvent, StripeEventStatus
 from payments.services.charges import payment_sync
@@ -149,6 +150,7 @@ def stripe_event_process(*, event_id: str) -> StripeEvent:
     if event.status in (StripeEventStatus.PROCESSED, StripeEventStatus.IGNORED):
         return event
     handler = EVENT_HANDLERS.get(event.type)
+    started = metrics.stripe_event_apply_started()
     try:
         if handler is not None:
             handler(event)
@@ -158,6 +160,7 @@ def stripe_event_process(*, event_id: str) -> StripeEvent:
             attempts=F("attempts") + 1,
             last_error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-3000:]}",
         )
+        metrics.count_stripe_event_on_commit(state="failed")
         raise
     StripeEvent.objects.filter(pk=event_id).update(
         status=StripeEventStatus.PROCESSED if handler else StripeEventStatus.IGNORED,
@@ -165,5 +168,6 @@ def stripe_event_process(*, event_id: str) -> StripeEvent:
         last_error="",
         processed_at=timezone.now(),
     )
+    metrics.count_stripe_event_applied(started=started, handled=handler is not None)
     event.refresh_from_db()
     return event

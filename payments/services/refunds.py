@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import audit_record
+from config import metrics
 from config.db import retry_on_contention
 from config.errors import AlreadyRefunded, InvalidStatus, NotFound, RefundExceedsPayment
 from payments import gateway
@@ -90,6 +91,7 @@ def _refund_reserve(*, order_id: str, amount: int | None, reason: str, requested
             updated_at=now,
         )
         refund.save(force_insert=True)
+        metrics.count_refund_on_commit(outcome=refund.status)
         payment.amount_refunded += amount
         payment.updated_at = now
         payment.save(update_fields=["amount_refunded", "updated_at"])
@@ -165,6 +167,7 @@ def refund_finish(*, refund_id: str, stripe_refund: Any, failure: str = "") -> R
             refund.status = RefundStatus.SUCCEEDED
             refund.updated_at = now
             refund.save(update_fields=["status", "stripe_refund_id", "updated_at"])
+            metrics.count_refund_on_commit(outcome=refund.status)
             if owner is not None:
                 refunds.settled(owner, payment)
             return refund
@@ -173,6 +176,7 @@ def refund_finish(*, refund_id: str, stripe_refund: Any, failure: str = "") -> R
         refund.failure_message = (failure or str((stripe_refund or {}).get("failure_reason") or "refund failed"))[:255]
         refund.updated_at = now
         refund.save(update_fields=["status", "stripe_refund_id", "failure_message", "updated_at"])
+        metrics.count_refund_on_commit(outcome=refund.status)
         payment.amount_refunded -= refund.amount
         payment.updated_at = now
         payment.save(update_fields=["amount_refunded", "updated_at"])

@@ -48,11 +48,12 @@ def test_docs_then_html_page_pointing_at_the_schema(api):
     assert "/api/schema/" in page
 
 
-def test_metrics_then_prometheus_text_counting_requests(api):
+def test_metrics_then_prometheus_text_counting_requests(api, settings):
+    settings.METRICS_TOKEN = "metrics-token"
     api.get("/healthz")
     api.get("/api/v1/no-such-thing")
 
-    response = api.get("/metrics")
+    response = api.get("/metrics", HTTP_AUTHORIZATION="Bearer metrics-token")
 
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
