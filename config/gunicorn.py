@@ -41,17 +41,18 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 control_socket_disable = True
 
 # Prometheus metrics from every worker (config.metrics): prometheus-client's multiprocess mode keeps
-# each process's values in files under one directory, which /metrics sums. Set before any worker
-# imports prometheus-client; emptied when the server starts, a dead worker's live gauges dropped.
-_OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-if _OWN_METRICS_DIR:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(  # noqa: PTH118
-        _SHM if os.path.isdir(_SHM) else tempfile.gettempdir(),  # noqa: PTH112
-        f"platform-metrics-{os.getpid()}",
-    )
+# each process's values in files under one directory, which /metrics sums. Set in the master when the
+# server starts (so every worker it forks has it before importing prometheus-client; importing this
+# module changes nothing), emptied then, a dead worker's files marked, and our own directory removed.
+_metrics_dir_made = False
 
 
 def on_starting(server: Any) -> None:
+    global _metrics_dir_made
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        base = _SHM if os.path.isdir(_SHM) else tempfile.gettempdir()  # noqa: PTH112
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="platform-metrics-", dir=base)
+        _metrics_dir_made = True
     directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):
@@ -65,5 +66,5 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
-    if _OWN_METRICS_DIR:
+    if _metrics_dir_made:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
