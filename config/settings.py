@@ -261,7 +261,13 @@ LOCAL_FAKE_STRIPE_KEY = "sk_test_" + "localfake" + "0" * 24
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default=LOCAL_FAKE_STRIPE_KEY)
 _default_api_base = "http://127.0.0.1:8420" if STRIPE_SECRET_KEY == LOCAL_FAKE_STRIPE_KEY else ""
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default=_default_api_base).rstrip("/")
-STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="whsec_local")
+DEMO_WEBHOOK_SECRET = "whsec_local"
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default=DEMO_WEBHOOK_SECRET if DEBUG else "")
+if not DEBUG and STRIPE_WEBHOOK_SECRET in ("", DEMO_WEBHOOK_SECRET):
+    # Production: refuse to start rather than accept webhooks signed with a secret everyone knows.
+    raise ImproperlyConfigured("STRIPE_WEBHOOK_SECRET must be set to the endpoint's signing secret")
+# The Stripe account whose events we apply (an event naming another account is recorded and ignored).
+STRIPE_ACCOUNT_ID = env.str("STRIPE_ACCOUNT_ID", default="")
 STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=10.0)
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 

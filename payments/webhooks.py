@@ -31,7 +31,7 @@ from config import metrics
 from config.db import insert_unless_taken
 from config.queue import task_named
 from payments.models import StripeEvent, StripeEventStatus
-from payments.services.events import EVENT_HANDLERS
+from payments.services.events import EVENT_HANDLERS, event_not_ours
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ def stripe_event_receive(*, endpoint_uuid: UUID, body: bytes, signature: str | N
     data = _verified_event(body, signature, endpoint_secret(endpoint_uuid))
     event_type = str(data.get("type") or "")
     obj = (data.get("data") or {}).get("object") or {}
-    handled = event_type in HANDLED_EVENT_TYPES
+    foreign = event_not_ours(data)
+    handled = event_type in HANDLED_EVENT_TYPES and not foreign
     event = StripeEvent(
         id=data["id"][:255],
         type=event_type[:128],
@@ -112,7 +113,10 @@ def stripe_event_receive(*, endpoint_uuid: UUID, body: bytes, signature: str | N
         livemode=bool(data.get("livemode")),
         payload=obj if handled else {},
         status=StripeEventStatus.PENDING if handled else StripeEventStatus.IGNORED,
+        last_error=foreign,
     )
+    if foreign:
+        logger.warning("stripe event not ours, recorded and ignored", extra={"event_id": event.id, "why": foreign})
     if not _claim(event):
         logger.info("duplicate stripe event", extra={"event_id": event.id, "type": event_type})
         return False

@@ -136,10 +136,14 @@ def order_close(order: Order, *, to: OrderStatus) -> None:
     event_record(order, OrderEventType.CANCELED if to == OrderStatus.CANCELED else OrderEventType.FAILED)
 
 
+_REFUND_RANK: dict[str, int] = {OrderStatus.PAID: 0, OrderStatus.PARTIALLY_REFUNDED: 1, OrderStatus.REFUNDED: 2}
+
+
 def order_on_refund(*, order: Order, payment: Payment) -> None:
     """Sets partially_refunded / refunded from the payment's succeeded refunds; emits order.refunded.
 
-    Called by payments with order and payment locked after a refund succeeded;
+    Called by payments with order and payment locked after a refund succeeded
+    (or one that had succeeded was reversed: the status steps back, no event);
     idempotent (one event per refunded total).
     """
     refunded = (
@@ -149,9 +153,19 @@ def order_on_refund(*, order: Order, payment: Payment) -> None:
         or 0
     )
     if refunded <= 0:
+        to = OrderStatus.PAID
+    else:
+        to = OrderStatus.REFUNDED if refunded >= order.amount else OrderStatus.PARTIALLY_REFUNDED
+    if order.status in _REFUND_RANK and _REFUND_RANK[to] < _REFUND_RANK[order.status]:
+        # Stripe changed its mind (a refund that succeeded failed later): the order steps back.
+        order.status = to
+        order.updated_at = timezone.now()
+        order.save(update_fields=["status", "updated_at"])
         return
-    to = OrderStatus.REFUNDED if refunded >= order.amount else OrderStatus.PARTIALLY_REFUNDED
-    if order.status == OrderStatus.REFUNDED and to == OrderStatus.REFUNDED:
+    if refunded <= 0 or (order.status == OrderStatus.REFUNDED and to == OrderStatus.REFUNDED):
         return
     order_transition(order=order, to=to)
+    if to == OrderStatus.REFUNDED:
+        goods_revoke(order=order)  # a partial refund keeps the goods
     event_record(order, OrderEventType.REFUNDED, key_suffix=str(refunded), extra={"amount_refunded": refunded})
+    refund_notice_on_commit(order.pk, refunded)

@@ -65,15 +65,15 @@ def dispute_open(*, payment_id: str, stripe_dispute_id: str, amount: int, reason
 
 @retry_on_contention()
 def dispute_resolve(*, dispute_id: str, outcome: str, actor: User | None) -> Dispute:
-    """Ends an open dispute: ``won`` gives the held money back; ``lost`` lets the disputed amount go.
+    """Ends an open dispute: ``won``/``warning_closed`` give the held money back; ``lost`` lets the amount go.
 
     Lost: the amount leaves through card clearing, paid by what was held, the
     platform fee of the order (``DisputeTerms.fee``) and, for any shortfall, the platform's
     adjustments account. Audited. Locks: Order → Payment → Dispute → wallet account.
     """
 
-    if outcome not in (DisputeStatus.WON, DisputeStatus.LOST):
-        raise ValidationFailed("Outcome must be won or lost.", param="outcome")
+    if outcome not in (DisputeStatus.WON, DisputeStatus.LOST, DisputeStatus.WARNING_CLOSED):
+        raise ValidationFailed("Outcome must be won, lost or warning_closed.", param="outcome")
     payment_id = Dispute.objects.values_list("payment_id", flat=True).filter(pk=dispute_id).first()
     if payment_id is None:
         raise NotFound("No such dispute.")
@@ -89,14 +89,14 @@ def dispute_resolve(*, dispute_id: str, outcome: str, actor: User | None) -> Dis
         held = dispute.held_amount
         currency = dispute.currency
         disputes_account = platform_account_id(AccountKind.DISPUTES, currency)
-        if outcome == DisputeStatus.WON:
+        if outcome in (DisputeStatus.WON, DisputeStatus.WARNING_CLOSED):
             if held:
                 ledger_post(
                     kind=EntryKind.DISPUTE_RELEASED,
                     currency=currency,
                     reference=dispute.pk,
                     idempotency_key=f"dispute-released:{dispute.pk}",
-                    memo=f"dispute {dispute.stripe_dispute_id} won",
+                    memo=f"dispute {dispute.stripe_dispute_id} {outcome}",
                     legs=[Leg(holder, held, held=-held), Leg(disputes_account, -held)],
                 )
         else:

@@ -11,47 +11,65 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import stripe
+from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
 from config import metrics
 from payments import gateway
-from payments.models import Dispute, DisputeStatus, Payment, Refund, RefundStatus, StripeEvent, StripeEventStatus
-from payments.services.charges import payment_sync
+from payments.models import Dispute, DisputeStatus, Payment, Refund, StripeEvent, StripeEventStatus
+from payments.services.charges import payment_flag, payment_sync
 from payments.services.disputes import dispute_open, dispute_resolve
-from payments.services.refunds import refund_finish, stripe_refund_find
+from payments.services.refunds import refund_finish, stripe_refunds_apply
 from payments.stripe_data import as_mapping, mirror_intent, object_id
 
 logger = logging.getLogger(__name__)
 
 
-def _payment_for_intent(intent: Mapping[str, Any]) -> Payment | None:
+def event_not_ours(data: Mapping[str, Any]) -> str:
+    """Why a signed event is not for this platform (another mode or account); empty when it is ours."""
+    if bool(data.get("livemode")) != bool(settings.STRIPE_LIVE_MODE):
+        return f"livemode {bool(data.get('livemode'))} is not ours"
+    account = data.get("account")
+    if account and account != settings.STRIPE_ACCOUNT_ID:
+        return f"account {account} is not ours"
+    return ""
+
+
+def _payment_for_intent(intent: Mapping[str, Any], *, confirmed: bool) -> Payment | None:
+    """Our payment of a PaymentIntent: by the intent id we recorded. The metadata's payment id is used
+    only for a payment that never learned its intent (our create call timed out), and only once Stripe
+    itself answered with the object (``confirmed``): a delivered body alone never names our payment."""
     payment = Payment.objects.filter(stripe_payment_intent_id=intent.get("id")).first()
     if payment is not None:
         return payment
     payment_id = (intent.get("metadata") or {}).get("payment_id")
-    if not payment_id:
+    if not payment_id or not confirmed:
         return None
     payment = Payment.objects.filter(pk=payment_id).first()
-    if payment is None or payment.stripe_payment_intent_id not in (None, "", intent.get("id")):
+    if payment is None or payment.stripe_payment_intent_id:
         return None
     return payment
 
 
-def _retrieve_or_payload(fn: Callable[..., Any], object_id: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Stripe's current view of an object (events may arrive in any order); the signed payload if Stripe
-    does not know the object (the local fake has no disputes)."""
+def stripe_object(fn: Callable[..., Any], object_id: str, payload: Mapping[str, Any]) -> tuple[Mapping[str, Any], bool]:
+    """Stripe's current view of an object (events may arrive in any order) and True; against the local fake
+    only, the signed payload and False when the fake does not know the object (it has no disputes)."""
     try:
-        return as_mapping(gateway.raw_call(fn, object_id))
+        return as_mapping(gateway.raw_call(fn, object_id)), True
     except stripe.StripeError as exc:
-        if exc.http_status == 404:
-            return payload
+        if exc.http_status == 404 and gateway.using_local_fake():
+            return payload, False
         raise
 
 
+def _retrieve_or_payload(fn: Callable[..., Any], object_id: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    return stripe_object(fn, object_id, payload)[0]
+
+
 def _on_payment_intent_event(event: StripeEvent) -> None:
-    intent = _retrieve_or_payload(stripe.PaymentIntent.retrieve, event.object_id, event.payload)
-    payment = _payment_for_intent(intent)
+    intent, confirmed = stripe_object(stripe.PaymentIntent.retrieve, event.object_id, event.payload)
+    payment = _payment_for_intent(intent, confirmed=confirmed)
     if payment is None:
         logger.info("payment intent event for no payment of ours", extra={"event_id": event.pk})
         return
@@ -68,18 +86,13 @@ def _payment_for_charge(charge: Mapping[str, Any]) -> Payment | None:
 
 
 def _on_charge_refunded_event(event: StripeEvent) -> None:
+    """Every refund Stripe lists for the charge's intent is applied: ours finished (or reversed), one made
+    outside the platform recorded as an external refund."""
     charge = _retrieve_or_payload(stripe.Charge.retrieve, event.object_id, event.payload)
     payment = _payment_for_charge(charge)
     if payment is None:
         return
-    pending = Refund.objects.filter(payment=payment, status=RefundStatus.PENDING).select_related("payment")
-    for refund in pending:
-        if refund.stripe_refund_id:
-            stripe_refund = _retrieve_or_payload(stripe.Refund.retrieve, str(refund.stripe_refund_id), {})
-        else:
-            stripe_refund = stripe_refund_find(refund) or {}
-        if stripe_refund:
-            refund_finish(refund_id=refund.pk, stripe_refund=stripe_refund)
+    stripe_refunds_apply(payment_id=payment.pk)
 
 
 def _on_refund_updated_event(event: StripeEvent) -> None:
@@ -90,6 +103,11 @@ def _on_refund_updated_event(event: StripeEvent) -> None:
         refund = Refund.objects.filter(pk=refund_id).first() if refund_id else None
     if refund is not None:
         refund_finish(refund_id=refund.pk, stripe_refund=stripe_refund)
+        return
+    intent_id = object_id(stripe_refund.get("payment_intent"))
+    payment = Payment.objects.filter(stripe_payment_intent_id=intent_id).first() if intent_id else None
+    if payment is not None:  # not ours: made in Stripe's dashboard
+        stripe_refunds_apply(payment_id=payment.pk)
 
 
 def _dispute_payment(dispute: Mapping[str, Any]) -> Payment | None:
@@ -116,11 +134,34 @@ def _on_dispute_event(event: StripeEvent) -> None:
         amount=int(dispute_data.get("amount") or payment.amount),
         reason=str(dispute_data.get("reason") or ""),
     )
-    stripe_status = dispute_data.get("status")
-    if event.type == "charge.dispute.closed" and stripe_status in ("won", "lost"):
-        outcome = DisputeStatus.WON if stripe_status == "won" else DisputeStatus.LOST
-        if Dispute.objects.filter(pk=dispute.pk, status=DisputeStatus.OPEN).exists():
-            dispute_resolve(dispute_id=dispute.pk, outcome=outcome, actor=None)
+    currency = str(dispute_data.get("currency") or payment.currency).lower()
+    if currency != payment.currency:
+        payment_flag(payment=payment, reason=f"dispute currency: ours {payment.currency}, Stripe's {currency}")
+        return
+    outcome = dispute_outcome(event.type, str(dispute_data.get("status") or ""))
+    if outcome is not None and Dispute.objects.filter(pk=dispute.pk, status=DisputeStatus.OPEN).exists():
+        dispute_resolve(dispute_id=dispute.pk, outcome=outcome, actor=None)
+
+
+# Stripe's final dispute statuses and what they do to the hold. ``charge_refunded``: the charge was
+# refunded to end it, and the refund itself moves the money, so the hold is released.
+_DISPUTE_FINAL = {
+    "won": DisputeStatus.WON,
+    "lost": DisputeStatus.LOST,
+    "warning_closed": DisputeStatus.WARNING_CLOSED,
+    "charge_refunded": DisputeStatus.WON,
+}
+
+
+def dispute_outcome(event_type: str, stripe_status: str) -> str | None:
+    """How a dispute event ends our dispute (None: it stays open). Stripe's current status decides,
+    whichever event brought it; ``funds_reinstated`` gives the money back; ``funds_withdrawn`` keeps the
+    hold (the money left at Stripe, we hold the holder's part until the dispute ends)."""
+    if stripe_status in _DISPUTE_FINAL:
+        return _DISPUTE_FINAL[stripe_status]
+    if event_type == "charge.dispute.funds_reinstated":
+        return DisputeStatus.WON
+    return None
 
 
 # The event types the platform applies; any other is recorded ``ignored`` when it arrives.
@@ -132,8 +173,14 @@ EVENT_HANDLERS: dict[str, Callable[[StripeEvent], None]] = {
     "payment_intent.requires_action": _on_payment_intent_event,
     "charge.refunded": _on_charge_refunded_event,
     "charge.refund.updated": _on_refund_updated_event,
+    "refund.created": _on_refund_updated_event,
+    "refund.updated": _on_refund_updated_event,
+    "refund.failed": _on_refund_updated_event,
     "charge.dispute.created": _on_dispute_event,
+    "charge.dispute.updated": _on_dispute_event,
     "charge.dispute.closed": _on_dispute_event,
+    "charge.dispute.funds_withdrawn": _on_dispute_event,
+    "charge.dispute.funds_reinstated": _on_dispute_event,
 }
 
 

@@ -31,6 +31,7 @@ def _production(**overrides: str) -> dict[str, str]:
         "ALLOWED_HOSTS": "payments.example.com",
         "DATABASE_URL": "postgres://payments:pw@db.internal:5432/payments",
         "REDIS_URL": "redis://cache.internal:6379/0",
+        "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(16),
     }
     values.update(overrides)
     return values
