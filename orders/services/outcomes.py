@@ -165,7 +165,4 @@ def order_on_refund(*, order: Order, payment: Payment) -> None:
     if refunded <= 0 or (order.status == OrderStatus.REFUNDED and to == OrderStatus.REFUNDED):
         return
     order_transition(order=order, to=to)
-    if to == OrderStatus.REFUNDED:
-        goods_revoke(order=order)  # a partial refund keeps the goods
     event_record(order, OrderEventType.REFUNDED, key_suffix=str(refunded), extra={"amount_refunded": refunded})
-    refund_notice_on_commit(order.pk, refunded)
