@@ -177,6 +177,7 @@ def refund_finish(*, refund_id: str, stripe_refund: Any, failure: str = "") -> R
             refund.status = RefundStatus.SUCCEEDED
             refund.updated_at = now
             refund.save(update_fields=["status", "stripe_refund_id", "updated_at"])
+            metrics.count_refund_on_commit(outcome=refund.status)
             if owner is not None:
                 refunds.settled(owner, payment)
             return refund
@@ -186,6 +187,7 @@ def refund_finish(*, refund_id: str, stripe_refund: Any, failure: str = "") -> R
         refund.failure_message = (failure or str((stripe_refund or {}).get("failure_reason") or "refund failed"))[:255]
         refund.updated_at = now
         refund.save(update_fields=["status", "stripe_refund_id", "failure_message", "updated_at"])
+        metrics.count_refund_on_commit(outcome=refund.status)
         payment.amount_refunded -= refund.amount
         payment.updated_at = now
         payment.save(update_fields=["amount_refunded", "updated_at"])
