@@ -138,6 +138,25 @@ class IdempotencyKey(models.Model):
         return f"{self.scope} {self.key} ({self.status})"
 
 
+class BackOffice(models.Model):
+    """No table: the holder of the back office's own permissions, which the groups Support and Finance carry."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [
+            ("refund", "Can refund orders (up to SUPPORT_REFUND_LIMIT)"),
+            ("refund_any_amount", "Can refund any amount"),
+            ("decide_withdrawals", "Can approve and reject withdrawals"),
+            ("decide_staff_refunds", "Can approve and reject staff refunds awaiting approval"),
+            ("resolve_disputes", "Can resolve disputes"),
+            ("replay_events", "Can replay Stripe events"),
+        ]
+
+    def __str__(self) -> str:
+        return "back office"
+
+
 class SentEmailStatus(models.TextChoices):
     SENDING = "sending", "Sending"
     SENT = "sent", "Sent"

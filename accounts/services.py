@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.errors import EmailTaken, WrongPassword
 from accounts.models import AuditEvent, Role, User
+from accounts.roles import StaffGroup
 from config.errors import AuthenticationFailed, TokenInvalid, ValidationFailed
 from config.request_context import current_request_id
+
+TOTP_DEVICE_NAME = "back office"
 
 
 def _check_password_strength(password: str, user: User, param: str) -> None:
@@ -118,3 +123,46 @@ def audit_record(
         data=data or {},
         request_id=current_request_id() or "",
     )
+
+def staff_upsert(*, email: str, group: str, password: str | None = None, actor: User | None = None) -> User:
+    """Makes or updates a staff user in exactly one of the roles Support or Finance; audited.
+
+    A new user without ``password`` gets an unusable one (to be set by a reset). Raises ValidationFailed.
+    """
+    roles = {role.value for role in StaffGroup}
+    if group not in roles:
+        raise ValidationFailed(f"Group must be one of {', '.join(sorted(roles))}.", param="group")
+    email = User.objects.normalize_email(email).strip().lower()
+    if not email or "@" not in email:
+        raise ValidationFailed("An email address is required.", param="email")
+    with transaction.atomic():
+        user = User.objects.select_for_update().filter(email__iexact=email).first()
+        created = user is None
+        if user is None:
+            user = User(email=email)
+        if password is not None:
+            _check_password_strength(password, user, "password")
+            user.set_password(password)
+        elif created:
+            user.set_unusable_password()
+        user.is_staff = True
+        user.is_active = True
+        user.save()
+        user.groups.remove(*Group.objects.filter(name__in=roles - {group}))
+        user.groups.add(Group.objects.get(name=group))
+        audit_record(
+            actor=actor,
+            action="staff.create" if created else "staff.update",
+            object_type="user",
+            object_id=user.pk,
+            data={"email": email, "group": group, "password_set": password is not None},
+        )
+    return user
+
+
+def staff_totp_device(*, user: User) -> TOTPDevice:
+    """The staff user's TOTP device (made on first need, confirmed): its ``config_url`` is the provisioning URI."""
+    device = TOTPDevice.objects.filter(user=user, name=TOTP_DEVICE_NAME).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=True)
+    return device

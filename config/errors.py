@@ -81,6 +81,13 @@ class PermissionDeniedError(DomainError):
     default_message = "You do not have permission to do this."
 
 
+class FourEyesRequired(DomainError):
+    code = "four_eyes_required"
+    status = 403
+    type = PERMISSION
+    default_message = "A second, different staff user must approve this."
+
+
 class NotFound(DomainError):
     code = "not_found"
     status = 404

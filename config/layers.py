@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "surfaces",
         (
             "*.views",
+            "*.staff_views",
             "*.serializers",
             "*.urls",
             "*.admin",

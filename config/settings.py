@@ -49,6 +49,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_prometheus",
     "djstripe",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "accounts",
     "wallets",
     "catalog",
@@ -245,6 +247,11 @@ MAXIMUM_DEPOSIT = env.int("MAXIMUM_DEPOSIT", default=1_000_000)
 MINIMUM_WITHDRAWAL = env.int("MINIMUM_WITHDRAWAL", default=500)
 MAXIMUM_WITHDRAWAL = env.int("MAXIMUM_WITHDRAWAL", default=5_000_000)
 MAXIMUM_PRODUCT_PRICE = env.int("MAXIMUM_PRODUCT_PRICE", default=100_000_000)
+# Back office (issue 14): the largest Support refund, the amount needing two approvers, the withdrawal waits.
+SUPPORT_REFUND_LIMIT = env.int("SUPPORT_REFUND_LIMIT", default=10_000)
+FOUR_EYES_THRESHOLD = env.int("FOUR_EYES_THRESHOLD", default=100_000)
+MERCHANT_AVAILABILITY_DAYS = env.int("MERCHANT_AVAILABILITY_DAYS", default=0)
+DEPOSIT_COOLING_OFF_HOURS = env.int("DEPOSIT_COOLING_OFF_HOURS", default=0)
 MAXIMUM_ORDER_QUANTITY = env.int("MAXIMUM_ORDER_QUANTITY", default=100)
 ORDER_RESERVATION_MINUTES = env.int("ORDER_RESERVATION_MINUTES", default=15)
 ORDER_EVENTS_URL = env.str("ORDER_EVENTS_URL", default="")

@@ -90,9 +90,12 @@ class Payment(models.Model):
 
 
 class RefundStatus(models.TextChoices):
+    # A staff refund at or above FOUR_EYES_THRESHOLD waits for a second, different Finance user.
+    PENDING_APPROVAL = "pending_approval", "Pending approval"
     PENDING = "pending", "Pending"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
 
 
 class Refund(models.Model):
@@ -107,6 +110,12 @@ class Refund(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     failure_message = models.CharField(max_length=255, blank=True)
+    # Four eyes: who approved (or rejected) a refund that waited in ``pending_approval``, and why.
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.CharField(max_length=255, blank=True)
     # What this refund took back from the merchant's net and the platform fee
     # (cumulative rounding: all refunds of an order reverse exactly its fee and net).
     fee_reversed = models.BigIntegerField(default=0)
@@ -117,7 +126,14 @@ class Refund(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_gt_0")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_gt_0"),
+            # Four eyes, the database's last word: the requester never approves their own refund.
+            models.CheckConstraint(
+                condition=Q(approved_by__isnull=True) | ~Q(approved_by=F("requested_by")),
+                name="refund_approver_not_requester",
+            ),
+        ]
         indexes = [models.Index(fields=["status", "id"], name="refund_status")]
 
     def __str__(self) -> str:

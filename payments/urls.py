@@ -1,6 +1,6 @@
 from django.urls import path
 
-from payments import views
+from payments import staff_views, views
 
 urlpatterns = [
     path("payments", views.PaymentListView.as_view(), name="payments"),
@@ -15,4 +15,14 @@ urlpatterns = [
     ),
     path("refunds", views.RefundCreateView.as_view(), name="refunds"),
     path("refunds/<str:refund_id>", views.RefundDetailView.as_view(), name="refund"),
+    path(
+        "staff/refunds/<str:refund_id>/approve",
+        staff_views.StaffRefundDecisionView.as_view(approve=True),
+        name="staff-refund-approve",
+    ),
+    path(
+        "staff/refunds/<str:refund_id>/reject",
+        staff_views.StaffRefundDecisionView.as_view(approve=False),
+        name="staff-refund-reject",
+    ),
 ]

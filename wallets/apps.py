@@ -18,7 +18,7 @@ class WalletsConfig(AppConfig):
 
     def ready(self) -> None:
         # Models are ready only now; apps.py is wiring (top layer), so these imports point down.
-        from wallets import hooks
+        from wallets import hooks, tasks  # noqa: F401 - tasks: registers the task names services queue by
 
         hooks.register()
         post_migrate.connect(_create_platform_accounts, sender=self)

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from config.ids import PublicIdField
@@ -190,20 +190,34 @@ class Deposit(models.Model):
 
 class WithdrawalStatus(models.TextChoices):
     PENDING = "pending", "Pending"
+    AWAITING_SECOND_APPROVAL = "awaiting_second_approval", "Awaiting a second approval"
     PAID = "paid", "Paid"
     REJECTED = "rejected", "Rejected"
 
 
+# Still held from the wallet: staff have not decided yet (or only one of two approvers has).
+WITHDRAWAL_OPEN_STATUSES = (WithdrawalStatus.PENDING, WithdrawalStatus.AWAITING_SECOND_APPROVAL)
+
+
 class Withdrawal(models.Model):
-    """Two-phase: the amount is held at once; staff approve (paid) or reject (released)."""
+    """Two-phase: the amount is held at once; staff approve (paid) or reject (released).
+
+    At or above ``FOUR_EYES_THRESHOLD`` the first approval only records its approver
+    (``awaiting_second_approval``); a second, different Finance user's approval pays it.
+    """
 
     id = PublicIdField("wdr")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="withdrawals")
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="withdrawals")
     amount = models.BigIntegerField()
     currency = models.CharField(max_length=3)
-    status = models.CharField(max_length=16, choices=WithdrawalStatus.choices, default=WithdrawalStatus.PENDING)
+    status = models.CharField(max_length=32, choices=WithdrawalStatus.choices, default=WithdrawalStatus.PENDING)
     reason = models.CharField(max_length=255, blank=True)
+    first_approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    first_approved_at = models.DateTimeField(null=True, blank=True)
+    first_approval_reason = models.CharField(max_length=255, blank=True)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -212,7 +226,16 @@ class Withdrawal(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="withdrawal_amount_gt_0")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="withdrawal_amount_gt_0"),
+            # Four eyes, the database's last word: whoever gave the first approval never gives the second.
+            models.CheckConstraint(
+                condition=Q(first_approved_by__isnull=True)
+                | Q(decided_by__isnull=True)
+                | ~Q(first_approved_by=F("decided_by")),
+                name="withdrawal_two_different_approvers",
+            ),
+        ]
         indexes = [models.Index(fields=["status", "id"], name="withdrawal_status")]
 
     def __str__(self) -> str:

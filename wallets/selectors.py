@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from config.errors import NotFound
-from wallets.models import Account, Deposit, Posting, Withdrawal, WithdrawalStatus
+from wallets.models import WITHDRAWAL_OPEN_STATUSES, Account, Deposit, Posting, Withdrawal
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -56,9 +56,10 @@ def withdrawal_get(*, user: User, withdrawal_id: str) -> Withdrawal:
     return withdrawal
 
 
-def withdrawals_pending() -> QuerySet[Withdrawal]:
-    """What staff still have to decide, oldest first."""
-    return Withdrawal.objects.filter(status=WithdrawalStatus.PENDING).select_related("user").order_by("id")
+def withdrawals_pending(status: str | None = None) -> QuerySet[Withdrawal]:
+    """What staff still have to decide (``pending`` and ``awaiting_second_approval``, or one of them), oldest first."""
+    statuses = [status] if status else list(WITHDRAWAL_OPEN_STATUSES)
+    return Withdrawal.objects.filter(status__in=statuses).select_related("user").order_by("id")
 
 
 def withdrawals_recent_of(user: User, limit: int = 100) -> list[Withdrawal]:

@@ -45,3 +45,31 @@ class WithdrawalSerializer(serializers.ModelSerializer):
     class Meta:
         model = Withdrawal
         fields = ("id", "status", "amount", "currency", "reason", "created_at", "decided_at")
+
+
+class StaffWithdrawalSerializer(serializers.ModelSerializer):
+    user = serializers.CharField(source="user_id")
+    email = serializers.EmailField(source="user.email")
+    first_approved_by = serializers.CharField(source="first_approved_by_id", allow_null=True)
+    decided_by = serializers.CharField(source="decided_by_id", allow_null=True)
+
+    class Meta:
+        model = Withdrawal
+        fields = (
+            "id",
+            "status",
+            "amount",
+            "currency",
+            "user",
+            "email",
+            "reason",
+            "first_approved_by",
+            "first_approved_at",
+            "decided_by",
+            "decided_at",
+            "created_at",
+        )
+
+
+class DecisionSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=255, help_text="Why: every money decision records one.")

@@ -19,7 +19,7 @@ from django.db import connection
 
 from orders.models import Order
 from payments.models import Dispute, DisputeStatus, Payment
-from wallets.models import WALLET_KINDS, Account, Entry, Posting, Withdrawal, WithdrawalStatus
+from wallets.models import WALLET_KINDS, WITHDRAWAL_OPEN_STATUSES, Account, Entry, Posting, Withdrawal
 
 ACCOUNT = Account._meta.db_table
 ENTRY = Entry._meta.db_table
@@ -155,7 +155,7 @@ CHECKS: tuple[Check, ...] = (
             SELECT a.id, a.held, COALESCE(w.total, 0) AS withdrawals, COALESCE(d.total, 0) AS disputes
               FROM {ACCOUNT} a
               LEFT JOIN (SELECT account_id, SUM(amount) AS total
-                           FROM {WITHDRAWAL} WHERE status = %s GROUP BY account_id) w
+                           FROM {WITHDRAWAL} WHERE status IN (%s, %s) GROUP BY account_id) w
                      ON w.account_id = a.id
               LEFT JOIN (SELECT COALESCE(o.merchant_id, p.user_id) AS owner_id, ds.currency,
                                 SUM(ds.held_amount) AS total
@@ -170,7 +170,7 @@ CHECKS: tuple[Check, ...] = (
             """,  # noqa: S608
             "id",
         ),
-        (WithdrawalStatus.PENDING.value, DisputeStatus.OPEN.value),
+        (*(status.value for status in WITHDRAWAL_OPEN_STATUSES), DisputeStatus.OPEN.value),
         lambda row: f"account {row[0]}: held {row[1]}, pending withdrawals {row[2]} + open disputes {row[3]}",
     ),
 )

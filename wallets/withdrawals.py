@@ -5,18 +5,22 @@ Locks: Withdrawal → the wallet account (``ledger_post``). Every decision is au
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.roles import Perm, four_eyes_needed, staff_require
 from accounts.services import audit_record
 from config.db import retry_on_contention
-from config.errors import NotFound
+from config.errors import FourEyesRequired, NotFound, ValidationFailed
+from config.queue import task_named
 from wallets.errors import AmountOutsideLimits, WithdrawalNotPending
 from wallets.ledger import Leg, ledger_post, platform_account_id, wallet_id_for
 from wallets.locks import lock_withdrawal
-from wallets.models import AccountKind, EntryKind, Withdrawal, WithdrawalStatus
+from wallets.models import WITHDRAWAL_OPEN_STATUSES, AccountKind, EntryKind, Withdrawal, WithdrawalStatus
 
 
 @retry_on_contention()
@@ -53,14 +57,55 @@ def withdrawal_request(*, user: User, amount: int) -> Withdrawal:
     return withdrawal
 
 
+def _reason_required(reason: str) -> str:
+    reason = reason.strip()
+    if not reason:
+        raise ValidationFailed("A money decision needs a reason.", param="reason")
+    return reason[:255]
+
+
+def _withdrawal_lock(withdrawal_id: str) -> Withdrawal:
+    try:
+        withdrawal = lock_withdrawal(withdrawal_id)
+    except Withdrawal.DoesNotExist as exc:
+        raise NotFound(f"No withdrawal {withdrawal_id}.", param="withdrawal") from exc
+    if withdrawal.status not in WITHDRAWAL_OPEN_STATUSES:
+        raise WithdrawalNotPending(f"Withdrawal {withdrawal.pk} is {withdrawal.status}.")
+    return withdrawal
+
+
+def _withdrawal_first_approval(withdrawal: Withdrawal, actor: User, reason: str) -> Withdrawal:
+    now = timezone.now()
+    withdrawal.status = WithdrawalStatus.AWAITING_SECOND_APPROVAL
+    withdrawal.first_approved_by = actor
+    withdrawal.first_approved_at = now
+    withdrawal.first_approval_reason = reason
+    withdrawal.updated_at = now
+    withdrawal.save(update_fields=["status", "first_approved_by", "first_approved_at", "first_approval_reason",
+                                   "updated_at"])  # fmt: skip
+    audit_record(
+        actor=actor,
+        action="withdrawal.approve_first",
+        object_type="withdrawal",
+        object_id=withdrawal.pk,
+        data={"amount": withdrawal.amount, "currency": withdrawal.currency, "reason": reason},
+    )
+    return withdrawal
+
+
 def _withdrawal_decide(*, withdrawal_id: str, actor: User | None, approve: bool, reason: str) -> Withdrawal:
+    actor = staff_require(actor, Perm.DECIDE_WITHDRAWALS)
+    reason = _reason_required(reason)
     with transaction.atomic():
-        try:
-            withdrawal = lock_withdrawal(withdrawal_id)
-        except Withdrawal.DoesNotExist as exc:
-            raise NotFound(f"No withdrawal {withdrawal_id}.", param="withdrawal") from exc
-        if withdrawal.status != WithdrawalStatus.PENDING:
-            raise WithdrawalNotPending(f"Withdrawal {withdrawal.pk} is {withdrawal.status}.")
+        withdrawal = _withdrawal_lock(withdrawal_id)
+        if approve and four_eyes_needed(withdrawal.amount):
+            if withdrawal.status == WithdrawalStatus.PENDING:
+                return _withdrawal_first_approval(withdrawal, actor, reason)
+            if withdrawal.first_approved_by_id == actor.pk:
+                raise FourEyesRequired(
+                    f"Withdrawal {withdrawal.pk} of {withdrawal.amount} needs a second approval "
+                    "by a different Finance user; you gave the first."
+                )
         in_flight = platform_account_id(AccountKind.WITHDRAWALS_IN_FLIGHT, withdrawal.currency)
         if approve:
             kind, status = EntryKind.WITHDRAWAL_PAID, WithdrawalStatus.PAID
@@ -85,7 +130,7 @@ def _withdrawal_decide(*, withdrawal_id: str, actor: User | None, approve: bool,
         )
         now = timezone.now()
         withdrawal.status = status
-        withdrawal.reason = reason[:255]
+        withdrawal.reason = reason
         withdrawal.decided_by = actor
         withdrawal.decided_at = now
         withdrawal.updated_at = now
@@ -97,24 +142,32 @@ def _withdrawal_decide(*, withdrawal_id: str, actor: User | None, approve: bool,
             object_id=withdrawal.pk,
             data={"amount": withdrawal.amount, "currency": withdrawal.currency, "reason": reason, "entry": entry.pk},
         )
+        transaction.on_commit(partial(_decision_mail, withdrawal.pk))
     return withdrawal
 
 
-@retry_on_contention()
-def withdrawal_approve(*, withdrawal_id: str, actor: User | None, reason: str = "") -> Withdrawal:
-    """Staff pay a pending withdrawal out: the held amount leaves the platform.
+def _decision_mail(withdrawal_id: str) -> None:
+    """After commit: the requester hears of the decision (a task, so a slow mail server delays nobody)."""
+    task_named("wallets.tasks.withdrawal_decided_mail").delay(withdrawal_id)
 
-    Locks: the withdrawal, then the wallet account. Audited. Raises ``NotFound``
-    and ``InvalidStatus`` (not pending).
+
+@retry_on_contention()
+def withdrawal_approve(*, withdrawal_id: str, actor: User | None, reason: str) -> Withdrawal:
+    """Finance pays a pending withdrawal out: the held amount leaves the platform.
+
+    At or above ``FOUR_EYES_THRESHOLD`` the first approval gives ``awaiting_second_approval`` and only a
+    second, different Finance user's approval pays. Locks: the withdrawal, then the wallet account. Audited.
+    Raises ``PermissionDeniedError``, ``FourEyesRequired``, ``ValidationFailed`` (no reason), ``NotFound``
+    and ``InvalidStatus`` (decided already).
     """
     return _withdrawal_decide(withdrawal_id=withdrawal_id, actor=actor, approve=True, reason=reason)
 
 
 @retry_on_contention()
 def withdrawal_reject(*, withdrawal_id: str, actor: User | None, reason: str) -> Withdrawal:
-    """Staff refuse a pending withdrawal: the held amount goes back to the wallet's balance.
+    """Finance refuses an undecided withdrawal: the held amount goes back to the wallet's balance.
 
-    Locks: the withdrawal, then the wallet account. Audited. Raises ``NotFound``
-    and ``InvalidStatus`` (not pending).
+    Locks: the withdrawal, then the wallet account. Audited. Raises ``PermissionDeniedError``,
+    ``ValidationFailed`` (no reason), ``NotFound`` and ``InvalidStatus`` (decided already).
     """
     return _withdrawal_decide(withdrawal_id=withdrawal_id, actor=actor, approve=False, reason=reason)

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.roles import Perm, staff_require
 from accounts.services import audit_record
 from config.db import retry_on_contention
 from config.errors import InvalidStatus, NotFound, ValidationFailed
@@ -72,6 +73,8 @@ def dispute_resolve(*, dispute_id: str, outcome: str, actor: User | None) -> Dis
     adjustments account. Audited. Locks: Order → Payment → Dispute → wallet account.
     """
 
+    if actor is not None:  # None: Stripe closed it (its event); a person must be allowed to
+        staff_require(actor, Perm.RESOLVE_DISPUTES)
     if outcome not in (DisputeStatus.WON, DisputeStatus.LOST, DisputeStatus.WARNING_CLOSED):
         raise ValidationFailed("Outcome must be won, lost or warning_closed.", param="outcome")
     payment_id = Dispute.objects.values_list("payment_id", flat=True).filter(pk=dispute_id).first()

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.roles import Perm, four_eyes_needed, staff_refund_check, staff_require
 from accounts.services import audit_record
 from config import metrics
 from config.db import retry_on_contention
@@ -46,11 +47,17 @@ def refund_create(*, order_id: str, amount: int | None, reason: str, requested_b
     under lock, committed, then Stripe is asked (idempotency key from the
     refund id); a refusal releases both. Either way the merchant's net and the
     platform fee are reversed proportionally (the order's hooks say how).
+    Staff: Support or Finance (``accounts.roles``), Support up to
+    ``SUPPORT_REFUND_LIMIT``; at or above ``FOUR_EYES_THRESHOLD`` the refund is
+    only recorded (``pending_approval``, nothing moves) until a second, different
+    Finance user approves it (``refund_approvals.refund_approve``).
     Locks: Order → Payment → Refund → wallet accounts. Raises NotFound,
     PermissionDeniedError, InvalidStatus, AlreadyRefunded, RefundExceedsPayment,
     InsufficientFunds (merchant), and for cards CardDeclined/StripeUnavailable
     (the latter leaves it pending).
     """
+    if requested_by.is_staff:
+        staff_require(requested_by, Perm.REFUND)
     refunds = refund_hooks_for(PaymentKind.ORDER)
     order = refunds.find(order_id)
     if order is None:
@@ -68,44 +75,33 @@ def _refund_reserve(*, order_id: str, amount: int | None, reason: str, requested
     with transaction.atomic():
         order, payment_id = refunds.lock_refundable(order_id)
         payment = lock_payment(payment_id)
-        if payment.status != PaymentStatus.SUCCEEDED:
-            raise InvalidStatus(f"Payment {payment.pk} is {payment.status}; only succeeded payments can be refunded.")
-        left = payment.amount - payment.amount_refunded
-        if left <= 0:
-            raise AlreadyRefunded(f"Order {order.pk} is already fully refunded.")
-        amount = left if amount is None else amount
-        if amount > left:
-            raise RefundExceedsPayment(f"Only {left} of {payment.amount} is left to refund.", param="amount")
-        fee_part, net_part = refunds.parts(order, payment, amount)
-        is_wallet = payment.method == PaymentMethodType.WALLET
+        amount = refund_amount_check(payment, amount)
+        by_staff = requested_by.is_staff
+        if by_staff:
+            staff_refund_check(requested_by, amount)
         now = timezone.now()
         refund = Refund(
             payment=payment,
             amount=amount,
             currency=payment.currency,
-            status=RefundStatus.SUCCEEDED if is_wallet else RefundStatus.PENDING,
+            status=RefundStatus.PENDING_APPROVAL if by_staff and four_eyes_needed(amount) else RefundStatus.PENDING,
             reason=reason[:255],
             requested_by=requested_by,
-            fee_reversed=fee_part,
-            net_reversed=net_part,
             created_at=now,
             updated_at=now,
         )
-        refund.save(force_insert=True)
-        metrics.count_refund_on_commit(outcome=refund.status)
-        payment.amount_refunded += amount
-        payment.updated_at = now
-        payment.save(update_fields=["amount_refunded", "updated_at"])
-        # Raises InsufficientFunds when the merchant cannot give the net back: all of this rolls back.
-        ledger_post(
-            kind=EntryKind.REFUND,
-            currency=payment.currency,
-            reference=refund.pk,
-            idempotency_key=refund_key(refund.pk),
-            memo=f"order {order.pk}",
-            legs=refunds.legs(order, payment, amount, fee_part, net_part),
-        )
-        if requested_by.is_staff:
+        if refund.status == RefundStatus.PENDING_APPROVAL:
+            refund.save(force_insert=True)
+            audit_record(
+                actor=requested_by,
+                action="refund.request_approval",
+                object_type="refund",
+                object_id=refund.pk,
+                data={"order": order.pk, "amount": amount, "currency": payment.currency, "reason": reason[:255]},
+            )
+            return refund
+        refund_apply(order=order, payment=payment, refund=refund)
+        if by_staff:
             audit_record(
                 actor=requested_by,
                 action="refund.create",
@@ -113,9 +109,49 @@ def _refund_reserve(*, order_id: str, amount: int | None, reason: str, requested
                 object_id=refund.pk,
                 data={"order": order.pk, "amount": amount, "currency": payment.currency, "reason": reason[:255]},
             )
-        if is_wallet:
-            refunds.settled(order, payment)
     return refund
+
+
+def refund_amount_check(payment: Payment, amount: int | None) -> int:
+    """The amount a new refund of ``payment`` may take (None: what is left). The caller holds the payment lock."""
+    if payment.status != PaymentStatus.SUCCEEDED:
+        raise InvalidStatus(f"Payment {payment.pk} is {payment.status}; only succeeded payments can be refunded.")
+    left = payment.amount - payment.amount_refunded
+    if left <= 0:
+        raise AlreadyRefunded(f"Payment {payment.pk} is already fully refunded.")
+    amount = left if amount is None else amount
+    if amount > left:
+        raise RefundExceedsPayment(f"Only {left} of {payment.amount} is left to refund.", param="amount")
+    return amount
+
+
+def refund_apply(*, order: Any, payment: Payment, refund: Refund) -> None:
+    """Reserves ``refund`` on the payment and posts its reversal: a wallet refund is done (``succeeded``), a card
+    one ``pending`` for Stripe. The caller holds Order → Payment (and the refund, if it exists) locks."""
+    refunds = refund_hooks_for(PaymentKind.ORDER)
+    fee_part, net_part = refunds.parts(order, payment, refund.amount)
+    is_wallet = payment.method == PaymentMethodType.WALLET
+    now = timezone.now()
+    refund.status = RefundStatus.SUCCEEDED if is_wallet else RefundStatus.PENDING
+    refund.fee_reversed = fee_part
+    refund.net_reversed = net_part
+    refund.updated_at = now
+    refund.save()
+    metrics.count_refund_on_commit(outcome=refund.status)
+    payment.amount_refunded += refund.amount
+    payment.updated_at = now
+    payment.save(update_fields=["amount_refunded", "updated_at"])
+    # Raises InsufficientFunds when the merchant cannot give the net back: all of this rolls back.
+    ledger_post(
+        kind=EntryKind.REFUND,
+        currency=payment.currency,
+        reference=refund.pk,
+        idempotency_key=refund_key(refund.pk),
+        memo=f"order {order.pk}",
+        legs=refunds.legs(order, payment, refund.amount, fee_part, net_part),
+    )
+    if is_wallet:
+        refunds.settled(order, payment)
 
 
 def refund_at_stripe(*, refund_id: str) -> Refund:

@@ -41,7 +41,7 @@ def test_withdrawal_request_when_funded_then_amount_held_at_once(customer_api, f
 def test_withdrawal_approve_when_pending_then_paid_and_hold_cleared(customer_api, funded_customer, staff):
     withdrawal_id = customer_api.post(URL, {"amount": 4_000}, format="json").json()["id"]
     out = StringIO()
-    call_command("withdrawals", "approve", withdrawal_id, "--actor", staff.email, stdout=out)
+    call_command("withdrawals", "approve", withdrawal_id, "--actor", staff.email, "--reason", "ok", stdout=out)
     assert f"{withdrawal_id} paid" in out.getvalue()
     detail = customer_api.get(f"{URL}/{withdrawal_id}").json()
     assert detail["status"] == "paid" and detail["decided_at"]
@@ -56,7 +56,9 @@ def test_withdrawal_approve_when_pending_then_paid_and_hold_cleared(customer_api
 def test_withdrawal_reject_when_pending_then_funds_released(customer_api, funded_customer, staff):
     withdrawal_id = customer_api.post(URL, {"amount": 4_000}, format="json").json()["id"]
     out = StringIO()
-    call_command("withdrawals", "reject", withdrawal_id, "--reason", "bank details wrong", stdout=out)
+    call_command(
+        "withdrawals", "reject", withdrawal_id, "--reason", "bank details wrong", "--actor", staff.email, stdout=out
+    )
     assert f"{withdrawal_id} rejected" in out.getvalue()
     detail = customer_api.get(f"{URL}/{withdrawal_id}").json()
     assert detail["status"] == "rejected" and detail["reason"] == "bank details wrong"
@@ -70,31 +72,44 @@ def test_withdrawal_reject_when_pending_then_funds_released(customer_api, funded
 
 def test_withdrawal_decide_when_already_decided_then_invalid_status(customer_api, funded_customer, staff):
     withdrawal_id = customer_api.post(URL, {"amount": 1_000}, format="json").json()["id"]
-    withdrawal_approve(withdrawal_id=withdrawal_id, actor=staff)
+    withdrawal_approve(withdrawal_id=withdrawal_id, actor=staff, reason="ok")
     with pytest.raises(CommandError, match="invalid_status"):
-        call_command("withdrawals", "reject", withdrawal_id, "--reason", "too late", stdout=StringIO())
+        call_command(
+            "withdrawals", "reject", withdrawal_id, "--reason", "too late", "--actor", staff.email, stdout=StringIO()
+        )
     with pytest.raises(CommandError, match="invalid_status"):
-        call_command("withdrawals", "approve", withdrawal_id, stdout=StringIO())
+        call_command(
+            "withdrawals", "approve", withdrawal_id, "--reason", "x", "--actor", staff.email, stdout=StringIO()
+        )
     assert Entry.objects.filter(reference=withdrawal_id).count() == 2
     assert customer_api.get("/api/v1/wallet").json()["balance"] == 9_000
 
 
-def test_withdrawal_decide_when_unknown_id_then_command_fails(db):
+def test_withdrawal_decide_when_unknown_id_then_command_fails(staff):
     with pytest.raises(CommandError, match="not_found"):
-        call_command("withdrawals", "approve", "wdr_00000000000000000000000000", stdout=StringIO())
+        call_command(
+            "withdrawals",
+            "approve",
+            "wdr_00000000000000000000000000",
+            "--reason",
+            "x",
+            "--actor",
+            staff.email,
+            stdout=StringIO(),
+        )
 
 
-def test_withdrawals_list_command_when_pending_then_listed_oldest_first(customer_api, funded_customer):
+def test_withdrawals_list_command_when_pending_then_listed_oldest_first(customer_api, funded_customer, staff):
     first = customer_api.post(URL, {"amount": 1_000}, format="json").json()["id"]
     second = customer_api.post(URL, {"amount": 2_000}, format="json").json()["id"]
-    withdrawal_reject(withdrawal_id=second, actor=None, reason="no")
+    withdrawal_reject(withdrawal_id=second, actor=staff, reason="no")
     third = customer_api.post(URL, {"amount": 3_000}, format="json").json()["id"]
     out = StringIO()
     call_command("withdrawals", "list", stdout=out)
     text = out.getvalue()
     assert first in text and third in text and second not in text
     assert text.index(first) < text.index(third)
-    assert "2 pending" in text
+    assert "2 awaiting a decision" in text
 
 
 def test_withdrawal_request_when_balance_too_low_then_402_and_nothing_held(customer_api, customer):
