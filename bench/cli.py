@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.pgbouncer import PgBouncer
 from bench.report import table, write_json
 from bench.stack import ROOT, Stack
 from config import gunicorn as production
@@ -103,6 +104,8 @@ def _settings(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         "SECURE_SSL_REDIRECT",
         "THROTTLE_SCALE",
         "DATABASE_URL",
+        "DATABASE_PREPARED_STATEMENTS",
+        "DATABASE_POOL",
         "REDIS_URL",
         "STRIPE_API_BASE",
         "LOG_LEVEL",
@@ -142,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     # By default the server runs as config/gunicorn.py sizes it for this machine.
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", production.workers)))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_WEB_THREADS", production.threads)))
+    parser.add_argument(
+        "--pgbouncer",
+        choices=("transaction", "session"),
+        help="serve through a PgBouncer of our own in this pool mode (Debian's /usr/sbin/pgbouncer, 127.0.0.1)",
+    )
     args = parser.parse_args(argv)
     output = args.output or (ROOT / "bench" / ("results-quick.json" if args.quick else "results.json"))
     wanted = set(args.only or ORDER)
@@ -162,12 +170,17 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": {},
     }
     problems: list[str] = []
+    bouncer: PgBouncer | None = None
     try:
         results["versions"] = _versions(stack)
         results["settings"] = _settings(stack, args)
         print(f"bench: preparing database {stack.db_name} and Redis {stack.redis}", flush=True)
         # Building the migrated template (first run per migration set) is not part of the budget.
         stack.prepare_database()
+        if args.pgbouncer:
+            bouncer = PgBouncer(stack.db_url, pool_mode=args.pgbouncer).start()
+            stack.server_db_url = bouncer.url_for(stack.db_url)
+            results["settings"]["pgbouncer"] = {"pool_mode": args.pgbouncer, "pool_size": bouncer.pool_size}
         signal.alarm(QUICK_BUDGET_S if args.quick else FULL_BUDGET_S)
         stack.flush_redis()
         os.environ.update(stack.env())
@@ -229,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.alarm(0)
         stack.stop()
+        if bouncer is not None:
+            bouncer.stop()
 
     for name in ORDER:
         if name in wanted:

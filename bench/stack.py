@@ -89,6 +89,7 @@ class Stack:
     log_level: str = "INFO"
     admin_url: str = ""
     db_url: str = ""
+    server_db_url: str = ""  # the server's own, when it goes through a pooler (BENCH_SERVER_DATABASE_URL, --pgbouncer)
     redis: str = ""
     web_port: int = 0
     stripe_port: int = 0
@@ -99,6 +100,7 @@ class Stack:
 
     def __post_init__(self) -> None:
         self.admin_url, self.db_url = database_urls()
+        self.server_db_url = os.environ.get("BENCH_SERVER_DATABASE_URL", "")
         self.redis = redis_url()
         self.web_port = free_port()
         self.stripe_port = free_port()
@@ -127,7 +129,7 @@ class Stack:
                 "ALLOWED_HOSTS": "127.0.0.1",
                 "SECURE_SSL_REDIRECT": "false",
                 "THROTTLE_SCALE": "0",
-                "DATABASE_URL": self.db_url,
+                "DATABASE_URL": self.server_db_url or self.db_url,
                 "REDIS_URL": self.redis,
                 "STRIPE_API_BASE": self.stripe_base,
                 "STRIPE_WEBHOOK_SECRET": self.webhook_secret,
