@@ -27,6 +27,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "*.views",
             "*.staff_views",
             "*.serializers",
+            "*.webhook_views",
+            "*.webhook_serializers",
             "*.urls",
             "*.admin",
             "*.apps",

@@ -256,6 +256,8 @@ MAXIMUM_ORDER_QUANTITY = env.int("MAXIMUM_ORDER_QUANTITY", default=100)
 ORDER_RESERVATION_MINUTES = env.int("ORDER_RESERVATION_MINUTES", default=15)
 ORDER_EVENTS_URL = env.str("ORDER_EVENTS_URL", default="")
 ORDER_EVENTS_SECRET = env.str("ORDER_EVENTS_SECRET", default="")
+# Merchant webhook targets may be private addresses or use ports other than 80/443 (local receivers).
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=DEBUG)
 # /metrics answers only "Authorization: Bearer <METRICS_TOKEN>"; without a token, only while DEBUG is on (else 404).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 IDEMPOTENCY_TTL = timedelta(hours=24)

@@ -90,9 +90,11 @@ class Order(models.Model):
 
 class OrderEventType(models.TextChoices):
     PAID = "order.paid", "order.paid"
+    PARTIALLY_REFUNDED = "order.partially_refunded", "order.partially_refunded"
     REFUNDED = "order.refunded", "order.refunded"
     CANCELED = "order.canceled", "order.canceled"
     FAILED = "order.failed", "order.failed"
+    PING = "ping", "ping"
 
 
 class WebhookEndpoint(models.Model):
@@ -101,8 +103,17 @@ class WebhookEndpoint(models.Model):
     id = PublicIdField("whk")
     merchant = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="webhook_endpoints")
     url = models.CharField(max_length=2000)
-    # Signs every delivery (HMAC-SHA256); shown to the merchant once, at creation.
+    # Signs every delivery (Standard Webhooks, ``whsec_<base64>``); shown to the merchant once.
     secret = models.CharField(max_length=64)
+    # After a rotation the old secret signs beside the new one until it expires (24 h).
+    previous_secret = models.CharField(max_length=64, blank=True)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    # Event types delivered here; empty = all.
+    events = models.JSONField(default=list, blank=True)
+    enabled = models.BooleanField(default=True)
+    # Set by the first failed attempt after a success; 5 days of failures disable the endpoint.
+    failing_since = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     # Deleted endpoints are kept (their delivery history stays readable) but receive nothing.
     deleted_at = models.DateTimeField(null=True, blank=True)
@@ -124,7 +135,8 @@ class OrderEvent(models.Model):
     """
 
     id = PublicIdField("evt")
-    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="events")
+    # Null for a ``ping`` (a test event sent to one endpoint).
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.PROTECT, related_name="events")
     merchant = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     type = models.CharField(max_length=32, choices=OrderEventType.choices)
     # One event per cause: a repeated call of an idempotent service emits nothing twice.
@@ -190,7 +202,16 @@ class DeliveryAttempt(models.Model):
     status_code = models.PositiveIntegerField(null=True, blank=True)
     error = models.CharField(max_length=500, blank=True)
     duration_ms = models.PositiveIntegerField()
+    # The log's request and response summaries: which try, when it was signed, where it went, what came back.
+    attempt = models.PositiveIntegerField(default=1)
+    webhook_timestamp = models.BigIntegerField(null=True, blank=True)
+    address = models.CharField(max_length=64, blank=True)
+    response_excerpt = models.CharField(max_length=500, blank=True)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["created_at"], name="delivery_attempt_created")]
 
     def __str__(self) -> str:
         return f"{self.delivery_id} {self.status_code or self.error}"

@@ -5,7 +5,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from orders.models import Order, OrderStatus, WebhookEndpoint
+from orders.models import Order, OrderStatus
 from orders.rendering import iso, sale_object
 from payments.models import PaymentMethodType, PaymentStatus
 
@@ -97,21 +97,3 @@ class SaleSerializer(serializers.Serializer):
 class SalesQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=OrderStatus.choices, required=False)
     since = serializers.DateTimeField(required=False, help_text="ISO-8601; orders created at or after it.")
-
-
-class WebhookEndpointCreateSerializer(serializers.Serializer):
-    url = serializers.CharField(max_length=2000, help_text="http(s) URL that receives signed order events.")
-
-
-class WebhookEndpointSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = WebhookEndpoint
-        fields = ("id", "url", "created_at")
-
-
-class WebhookEndpointCreatedSerializer(serializers.ModelSerializer):
-    secret = serializers.CharField(help_text="Signs every delivery (HMAC-SHA256); shown only now.")
-
-    class Meta:
-        model = WebhookEndpoint
-        fields = ("id", "url", "secret", "created_at")

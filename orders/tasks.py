@@ -53,4 +53,5 @@ def deliveries_retry_due() -> int:
     due = events.deliveries_due()
     for delivery_id in due:
         deliver_event.delay(delivery_id)
+    events.delivery_log_prune()  # the delivery log keeps 30 days
     return len(due)

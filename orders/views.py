@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from accounts.permissions import IsMerchant
 from accounts.request import signed_in_user
 from config.schema import errors
-from config.throttling import PaymentsThrottle, UserThrottle, WriteThrottledMixin
+from config.throttling import PaymentsThrottle, WriteThrottledMixin
 from orders import selectors
 from orders.models import OrderStatus
 from orders.serializers import (
@@ -21,13 +21,9 @@ from orders.serializers import (
     OrderSerializer,
     SaleSerializer,
     SalesQuerySerializer,
-    WebhookEndpointCreatedSerializer,
-    WebhookEndpointCreateSerializer,
-    WebhookEndpointSerializer,
 )
 from orders.services.cancel import order_cancel
 from orders.services.purchase import order_place
-from orders.services.webhook_endpoints import webhook_endpoint_create, webhook_endpoint_delete
 
 
 class OrderListCreateView(WriteThrottledMixin, generics.ListAPIView):
@@ -117,49 +113,3 @@ class MerchantSalesView(generics.ListAPIView):
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
-
-
-class WebhookEndpointListCreateView(WriteThrottledMixin, generics.ListAPIView):
-    """A merchant's webhook endpoints for order events (see docs/webhooks.md)."""
-
-    serializer_class = WebhookEndpointSerializer
-    permission_classes = (IsMerchant,)
-    write_throttle_classes = (UserThrottle,)
-
-    def get_queryset(self) -> Any:
-        return selectors.webhook_endpoints_of(merchant=signed_in_user(self.request))
-
-    @extend_schema(
-        responses={200: WebhookEndpointSerializer(many=True), **errors(400, 401, 403)},
-        tags=["merchant"],
-        summary="Your webhook endpoints for order events",
-    )
-    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().get(request, *args, **kwargs)
-
-    @extend_schema(
-        request=WebhookEndpointCreateSerializer,
-        responses={201: WebhookEndpointCreatedSerializer, **errors(400, 401, 403, 429)},
-        tags=["merchant"],
-        summary="Register a URL for signed order events (order.paid, order.refunded, order.canceled, order.failed)",
-        description="The response carries the signing secret, shown only once. See docs/webhooks.md.",
-    )
-    def post(self, request: Request) -> Response:
-        serializer = WebhookEndpointCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        endpoint = webhook_endpoint_create(
-            merchant=signed_in_user(request),
-            url=serializer.validated_data["url"],
-        )
-        return Response(WebhookEndpointCreatedSerializer(endpoint).data, status=status.HTTP_201_CREATED)
-
-
-class WebhookEndpointDetailView(APIView):
-    permission_classes = (IsMerchant,)
-
-    @extend_schema(
-        responses={204: None, **errors(401, 403, 404)}, tags=["merchant"], summary="Stop sending events to a URL"
-    )
-    def delete(self, request: Request, endpoint_id: str) -> Response:
-        webhook_endpoint_delete(merchant=signed_in_user(request), endpoint_id=endpoint_id)
-        return Response(status=status.HTTP_204_NO_CONTENT)

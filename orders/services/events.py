@@ -16,19 +16,31 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from accounts.mail import mail_send_once
 from accounts.models import User
 from accounts.services import audit_record
 from config import metrics
 from config.queue import task_named
 from orders import webhooks
-from orders.models import DeliveryAttempt, DeliveryStatus, EventDelivery, Order, OrderEvent, WebhookEndpoint
+from orders.models import (
+    DeliveryAttempt,
+    DeliveryStatus,
+    EventDelivery,
+    Order,
+    OrderEvent,
+    OrderEventType,
+    OrderStatus,
+    WebhookEndpoint,
+)
 from orders.rendering import sale_object
 
 logger = logging.getLogger(__name__)
 
-DELIVERY_MAX_ATTEMPTS = 10
+DELIVERY_RETRY_WINDOW = timedelta(days=3)
 DELIVERY_LEASE_SECONDS = 60
 DELIVERY_BACKOFF_CAP_SECONDS = 6 * 3600
+DELIVERY_LOG_KEEP = timedelta(days=30)
+ENDPOINT_DISABLE_AFTER = timedelta(days=5)
 # Queued by name: orders.tasks is a surface above this module.
 FAN_OUT_TASK = "orders.tasks.event_fan_out"
 DELIVER_TASK = "orders.tasks.deliver_event"
@@ -48,13 +60,20 @@ def event_record(
     check_existing: bool = True,
 ) -> OrderEvent | None:
     """Writes the event in the caller's transaction; fans it out after commit."""
-    key = event_key(order, event_type, key_suffix)
+    key = event_key(order, event_type_for(order, event_type), key_suffix)
     if check_existing and OrderEvent.objects.filter(key=key).exists():
         return None
     event = event_build(order, event_type, key_suffix=key_suffix, extra=extra)
     event.save(force_insert=True)
     event_dispatch_on_commit(event)
     return event
+
+
+def event_type_for(order: Order, event_type: str) -> str:
+    """A refund that leaves money paid is told as ``order.partially_refunded``."""
+    if event_type == OrderEventType.REFUNDED and order.status == OrderStatus.PARTIALLY_REFUNDED:
+        return OrderEventType.PARTIALLY_REFUNDED
+    return event_type
 
 
 def event_key(order: Order, event_type: str, key_suffix: str = "") -> str:
@@ -72,6 +91,7 @@ def event_build(
     """The unsaved event; already marked dispatched when nobody is subscribed
     (``ask_receivers=False``: the caller's statement decides)."""
     now = timezone.now()
+    event_type = event_type_for(order, event_type)
     event = OrderEvent(
         order=order,
         merchant_id=order.merchant_id,
@@ -116,9 +136,11 @@ def event_fan_out(*, event_id: str) -> list[str]:
     if event is None:
         return []
     now = timezone.now()
+    live = WebhookEndpoint.objects.filter(merchant_id=event.merchant_id, deleted_at__isnull=True, enabled=True)
     deliveries = [
         EventDelivery(event=event, endpoint=endpoint, url=endpoint.url, next_attempt_at=now, created_at=now)
-        for endpoint in WebhookEndpoint.objects.filter(merchant_id=event.merchant_id, deleted_at__isnull=True)
+        for endpoint in live
+        if not endpoint.events or event.type in endpoint.events
     ]
     if settings.ORDER_EVENTS_URL:
         deliveries.append(
@@ -137,18 +159,29 @@ def event_fan_out(*, event_id: str) -> list[str]:
 
 
 def delivery_backoff(attempts: int) -> timedelta:
-    """Wait before attempt ``attempts + 1``: 30 s doubling, capped at 6 h, ±10 % jitter."""
+    """Wait before attempt ``attempts + 1``: 30 s doubling, capped at 6 h, ±10 % jitter (tried for 3 days)."""
     base = getattr(settings, "ORDER_EVENTS_RETRY_BASE_SECONDS", 30)
     seconds = min(base * 2 ** max(attempts - 1, 0), DELIVERY_BACKOFF_CAP_SECONDS)
     return timedelta(seconds=seconds * random.uniform(0.9, 1.1))
 
 
-def delivery_attempt(*, delivery_id: str) -> EventDelivery | None:
+def endpoint_signing_secrets(endpoint: WebhookEndpoint, *, now: datetime) -> list[str]:
+    """The current secret, and during 24 h after a rotation the previous one too."""
+    keys = [endpoint.secret]
+    expires = endpoint.previous_secret_expires_at
+    if endpoint.previous_secret and expires is not None and expires > now:
+        keys.append(endpoint.previous_secret)
+    return keys
+
+
+def delivery_attempt(*, delivery_id: str, manual: bool = False) -> EventDelivery | None:
     """Makes one attempt of a due delivery; None when it is not due (or taken by another worker).
 
     The delivery is claimed with one conditional UPDATE (a lease), the POST is
-    made outside any transaction, then the attempt is recorded and the next one
-    scheduled with exponential backoff, up to DELIVERY_MAX_ATTEMPTS.
+    made outside any transaction, then the attempt is logged and the next one
+    scheduled with exponential backoff until DELIVERY_RETRY_WINDOW has passed.
+    ``manual`` (a merchant's retry or test) also sends to a disabled endpoint.
+    Side effect: an endpoint failing for ENDPOINT_DISABLE_AFTER is disabled and its merchant mailed.
     """
     now = timezone.now()
     claimed = EventDelivery.objects.filter(
@@ -156,40 +189,53 @@ def delivery_attempt(*, delivery_id: str) -> EventDelivery | None:
     ).update(next_attempt_at=now + timedelta(seconds=DELIVERY_LEASE_SECONDS), attempts=F("attempts") + 1)
     if not claimed:
         return None
-    delivery = EventDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
+    delivery = EventDelivery.objects.select_related("event", "endpoint", "endpoint__merchant").get(pk=delivery_id)
     endpoint = delivery.endpoint
-    secret = endpoint.secret if endpoint is not None else settings.ORDER_EVENTS_SECRET
-    endpoint_gone = endpoint is not None and endpoint.deleted_at is not None
-    if endpoint_gone:
-        result = webhooks.SendResult(None, "The endpoint was deleted; nothing sent.", 0)
+    body = json.dumps(delivery.event.payload, separators=(",", ":")).encode()
+    timestamp = int(now.timestamp())
+    gone = ""
+    if endpoint is not None and endpoint.deleted_at is not None:
+        gone = "The endpoint was deleted; nothing sent."
+    elif endpoint is not None and not endpoint.enabled and not manual:
+        gone = "The endpoint is disabled; nothing sent."
+    if gone:
+        result = webhooks.SendResult(None, gone, 0)
     else:
+        keys = endpoint_signing_secrets(endpoint, now=now) if endpoint is not None else [settings.ORDER_EVENTS_SECRET]
         result = webhooks.send(
             url=delivery.url,
-            body=json.dumps(delivery.event.payload, separators=(",", ":")).encode(),
-            secret=secret,
-            event_id=delivery.event_id,
-            delivery_id=delivery.pk,
+            body=body,
+            headers=webhooks.headers_for(secrets_=keys, msg_id=delivery.event_id, body=body, timestamp=timestamp),
             # Staff configured ORDER_EVENTS_URL themselves; merchant URLs are guarded.
             allow_private=endpoint is None or webhooks.private_targets_allowed(),
         )
     finished = timezone.now()
     changes: dict[str, Any] = {"last_status_code": result.status_code, "last_error": result.error[:500]}
+    next_retry_at = None
     if result.ok:
         changes.update(status=DeliveryStatus.SUCCEEDED, delivered_at=finished)
-    elif endpoint_gone or delivery.attempts >= DELIVERY_MAX_ATTEMPTS:
+    elif gone or finished - delivery.created_at >= DELIVERY_RETRY_WINDOW:
         changes.update(status=DeliveryStatus.FAILED)
     else:
-        changes.update(next_attempt_at=finished + delivery_backoff(delivery.attempts))
+        next_retry_at = finished + delivery_backoff(delivery.attempts)
+        changes.update(next_attempt_at=next_retry_at)
     with transaction.atomic():
         DeliveryAttempt.objects.create(
             delivery=delivery,
+            attempt=delivery.attempts,
             status_code=result.status_code,
             error=result.error[:500],
             duration_ms=result.duration_ms,
+            webhook_timestamp=None if gone else timestamp,
+            address=result.address[:64],
+            response_excerpt=result.response_excerpt[:500],
+            next_retry_at=next_retry_at,
             created_at=finished,
         )
         EventDelivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING).update(**changes)
         metrics.count_delivery_on_commit(outcome=changes.get("status", "retrying"))
+        if endpoint is not None and not gone:
+            _endpoint_health(endpoint, ok=result.ok, now=finished)
     if not result.ok:
         logger.info(
             "order event delivery failed",
@@ -197,6 +243,43 @@ def delivery_attempt(*, delivery_id: str) -> EventDelivery | None:
         )
     delivery.refresh_from_db()
     return delivery
+
+
+def _endpoint_health(endpoint: WebhookEndpoint, *, ok: bool, now: datetime) -> None:
+    """A success clears the failure streak; a streak of ENDPOINT_DISABLE_AFTER disables the endpoint (mailed once)."""
+    endpoints = WebhookEndpoint.objects.filter(pk=endpoint.pk)
+    if ok:
+        endpoints.filter(failing_since__isnull=False).update(failing_since=None)
+        return
+    endpoints.filter(failing_since__isnull=True).update(failing_since=now)
+    disabled = endpoints.filter(enabled=True, failing_since__lte=now - ENDPOINT_DISABLE_AFTER).update(
+        enabled=False, disabled_reason="Every delivery failed for 5 days."
+    )
+    if disabled:
+        audit_record(
+            actor=None, action="webhook_endpoint.disable", object_type="webhook_endpoint", object_id=endpoint.pk
+        )
+        merchant = endpoint.merchant
+        transaction.on_commit(lambda: _mail_disabled(endpoint_id=endpoint.pk, url=endpoint.url, to=merchant.email))
+
+
+def _mail_disabled(*, endpoint_id: str, url: str, to: str) -> None:
+    mail_send_once(
+        key=f"webhook-endpoint-disabled:{endpoint_id}",
+        to=to,
+        template="webhook_disabled",
+        context={"endpoint_id": endpoint_id, "url": url, "days": ENDPOINT_DISABLE_AFTER.days},
+    )
+
+
+def delivery_log_prune(*, now: datetime | None = None) -> int:
+    """Forgets attempts older than DELIVERY_LOG_KEEP (and finished deliveries and pings as old); returns how many."""
+    cutoff = (now or timezone.now()) - DELIVERY_LOG_KEEP
+    removed, _ = DeliveryAttempt.objects.filter(created_at__lt=cutoff).delete()
+    old = EventDelivery.objects.filter(created_at__lt=cutoff).exclude(status=DeliveryStatus.PENDING)
+    old.filter(attempt_log__isnull=True).delete()
+    OrderEvent.objects.filter(type=OrderEventType.PING, created_at__lt=cutoff, deliveries__isnull=True).delete()
+    return removed
 
 
 def deliveries_due(*, now: datetime | None = None, limit: int = 500) -> list[str]:

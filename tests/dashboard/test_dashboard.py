@@ -375,7 +375,7 @@ def test_webhook_endpoint_when_added_then_secret_shown_once_and_removable(dashbo
 
 
 def test_webhook_endpoint_when_url_refused_then_form_error(dashboard, settings):
-    settings.ORDER_WEBHOOKS_ALLOW_PRIVATE = False
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = False
 
     response = dashboard.post("/dashboard/webhooks/", {"url": "http://127.0.0.1/hooks"})
 
