@@ -1,15 +1,15 @@
-"""Celery tasks of the wallets app: the requester's mail about a withdrawal decision, and releasing money
-that has waited long enough (card top-ups cooling off, merchants' incoming card income)."""
+"""Celery tasks of the wallets app: the requester's mail about a withdrawal decision.
+
+Queued by name (``config.queue.task_named``) from ``wallets.withdrawals`` once the decision commits.
+"""
 
 from __future__ import annotations
 
-import logging
-
 from celery import shared_task
 
-from wallets.models import Withdrawal
-
-logger = logging.getLogger(__name__)
+from accounts.mail import mail_send_once
+from config.money import Money
+from wallets.models import Withdrawal, WithdrawalStatus
 
 
 @shared_task(name="wallets.tasks.withdrawal_decided_mail")
@@ -18,4 +18,15 @@ def withdrawal_decided_mail(withdrawal_id: str) -> None:
     withdrawal = Withdrawal.objects.select_related("user").filter(pk=withdrawal_id).first()
     if withdrawal is None:
         return
-    logger.info("withdrawal decided", extra={"withdrawal": withdrawal.pk, "status": withdrawal.status})
+    if withdrawal.status not in (WithdrawalStatus.PAID, WithdrawalStatus.REJECTED):
+        return
+    mail_send_once(
+        key=f"withdrawal_decided:{withdrawal.pk}",
+        to=withdrawal.user.email,
+        template="withdrawal_decided",
+        context={
+            "withdrawal": withdrawal,
+            "paid": withdrawal.status == WithdrawalStatus.PAID,
+            "amount": str(Money(withdrawal.amount, withdrawal.currency)),
+        },
+    )

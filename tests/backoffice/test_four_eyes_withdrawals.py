@@ -122,3 +122,20 @@ def test_staff_queue_when_finance_lists_then_undecided_oldest_first(customer, fi
     awaiting = client_for(finance2).get("/api/v1/staff/withdrawals?status=awaiting_second_approval").json()
     assert [row["id"] for row in awaiting["results"]] == [first.pk]
     assert_error(client_for(finance2).get("/api/v1/staff/withdrawals?status=paid"), 400, "validation_error", "status")
+
+
+def test_withdrawal_decision_when_committed_then_requester_mailed_once(
+    big_withdrawal, finance, finance2, customer, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        _approve(finance, big_withdrawal.pk)
+    assert mailoutbox == []  # the first of two approvals decides nothing yet
+    with django_capture_on_commit_callbacks(execute=True):
+        _approve(finance2, big_withdrawal.pk)
+    assert len(mailoutbox) == 1
+    message = mailoutbox[0]
+    assert message.to == [customer.email] and big_withdrawal.pk in message.subject and "paid" in message.subject
+    from wallets.tasks import withdrawal_decided_mail
+
+    withdrawal_decided_mail(big_withdrawal.pk)  # a retried task sends nothing again
+    assert len(mailoutbox) == 1

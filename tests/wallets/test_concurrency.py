@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from config.errors import InsufficientFunds, InvalidStatus
 from payments.locks import lock_payment
 from payments.models import Payment
+from tests.backoffice.conftest import user_in_role
 from tests.factories import CustomerFactory, MerchantFactory
 from tests.wallets.conftest import fund, verify
 from wallets.deposits import deposit_create, deposit_on_payment_changed
@@ -41,6 +42,7 @@ def test_wallets_when_many_threads_deposit_and_withdraw_then_no_update_lost(monk
         raising=False,
     )
     users = [CustomerFactory(), CustomerFactory(), MerchantFactory()]
+    approver = user_in_role("finance")
     for user in users:
         fund(user, INITIAL)
     start = threading.Barrier(THREADS)
@@ -76,9 +78,9 @@ def test_wallets_when_many_threads_deposit_and_withdraw_then_no_update_lost(monk
                     if pending:
                         try:
                             if rng.random() < 0.5:
-                                withdrawal_approve(withdrawal_id=rng.choice(pending), actor=None)
+                                withdrawal_approve(withdrawal_id=rng.choice(pending), actor=approver, reason="load")
                             else:
-                                withdrawal_reject(withdrawal_id=rng.choice(pending), actor=None, reason="load")
+                                withdrawal_reject(withdrawal_id=rng.choice(pending), actor=approver, reason="load")
                         except InvalidStatus:
                             pass  # another thread decided it first
         except BaseException as exc:
@@ -156,15 +158,16 @@ def test_withdrawal_when_staff_decide_it_at_once_then_exactly_one_decision():
     customer = CustomerFactory()
     fund(customer, 5_000)
     withdrawal = withdrawal_request(user=customer, amount=2_000)
+    approver = user_in_role("finance")
     outcomes: list[str] = []
 
     def decide(index: int) -> None:
         try:
             if index % 2:
-                withdrawal_approve(withdrawal_id=withdrawal.pk, actor=None)
+                withdrawal_approve(withdrawal_id=withdrawal.pk, actor=approver, reason="race")
                 outcomes.append("paid")
             else:
-                withdrawal_reject(withdrawal_id=withdrawal.pk, actor=None, reason="race")
+                withdrawal_reject(withdrawal_id=withdrawal.pk, actor=approver, reason="race")
                 outcomes.append("rejected")
         except InvalidStatus:
             outcomes.append("refused")
