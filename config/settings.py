@@ -157,6 +157,7 @@ CELERY_BEAT_SCHEDULE = {
     "retry-order-event-deliveries": {"task": "orders.tasks.deliveries_retry_due", "schedule": 60.0},
     "reconcile-processing-payments": {"task": "payments.tasks.reconcile_payments", "schedule": 300.0},
     "retry-failed-stripe-events": {"task": "payments.tasks.retry_failed_events", "schedule": 300.0},
+    "reconcile-daily": {"task": "payments.tasks.reconcile_daily", "schedule": crontab(hour=3, minute=41)},
     "purge-idempotency-keys": {"task": "config.tasks.purge_idempotency_keys", "schedule": crontab(minute=17)},
 }
 

@@ -222,3 +222,19 @@ class SavedCardAdmin(ReadOnlyAdmin):
     list_display = ("id", "user", "brand", "last4", "exp_month", "exp_year", "is_default", "created_at")
     search_fields = ("id", "user__email", "last4")
     list_select_related = ("user",)
+
+
+# Reconciliation runs (``manage.py reconcile`` and its daily task): read-only for staff.
+from payments.models import ReconcileItem, ReconcileRun  # noqa: E402  (kept beside its registration)
+
+
+class ReconcileItemInline(ReadOnlyInline):
+    model = ReconcileItem
+    fields = ("object_type", "object_id", "outcome", "field", "ours", "stripe", "note")
+
+
+@admin.register(ReconcileRun)
+class ReconcileRunAdmin(ReadOnlyAdmin):
+    list_display = ("id", "since", "started_at", "finished_at", "matched", "fixed", "mismatched")
+    list_filter = ("mismatched",)
+    inlines = [ReconcileItemInline]

@@ -5,9 +5,12 @@ No locks, no writes of ours; the mirrors are best effort for the admin and never
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
+
+from django.db import transaction
 
 from payments import gateway
 
@@ -29,7 +32,10 @@ def object_id(value: Any) -> str:
 def plain(obj: Any) -> dict[str, Any]:
     """A Stripe object as plain JSON-able data (what dj-stripe stores)."""
     to_dict = getattr(obj, "to_dict", None)
-    return to_dict(for_json=True) if to_dict is not None else dict(obj)
+    if to_dict is not None:
+        return to_dict(for_json=True)
+    # A shallow dict of a Stripe object (``as_mapping``) still holds Stripe objects inside.
+    return json.loads(json.dumps(dict(obj), default=lambda inner: inner.to_dict(for_json=True)))
 
 
 def as_mapping(obj: Any) -> Mapping[str, Any]:
@@ -41,6 +47,7 @@ def mirror_intent(intent: Any) -> None:
     from djstripe.models import PaymentIntent
 
     try:
-        PaymentIntent.sync_from_stripe_data(plain(intent), api_key=gateway.api_key())
+        with transaction.atomic():  # a savepoint: a failed mirror never poisons the caller's transaction
+            PaymentIntent.sync_from_stripe_data(plain(intent), api_key=gateway.api_key())
     except Exception:
         logger.warning("could not mirror payment intent", extra={"intent": intent.get("id")}, exc_info=True)

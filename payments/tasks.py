@@ -88,3 +88,14 @@ def retry_failed_events() -> int:
 def reconcile_payments(min_age_seconds: int | None = None) -> dict[str, int]:
     """Settles card payments and refunds left in flight (Stripe was down, a webhook never came)."""
     return payments_reconcile(min_age_seconds=min_age_seconds)
+
+
+@shared_task
+def reconcile_daily() -> dict[str, int]:
+    """The daily three-way reconciliation with Stripe (``manage.py reconcile`` over the last two days)."""
+    from payments.services.reconcile_run import reconcile_run
+
+    run = reconcile_run(since=timezone.now() - timedelta(days=2))
+    if run.mismatched:
+        logger.error("reconcile: unexplained mismatches remain", extra={"run": run.pk, "mismatched": run.mismatched})
+    return {"matched": run.matched, "fixed": run.fixed, "mismatched": run.mismatched}

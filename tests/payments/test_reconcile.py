@@ -1,0 +1,98 @@
+"""``manage.py reconcile``: matches with Stripe, applies events we never received, settles external refunds."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+import stripe
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from payments.models import Payment, ReconcileItem, ReconcileRun, Refund
+from tests.payments.test_refunds import _card_order
+from tests.payments.test_webhooks import _balance, _charged_deposit_unseen
+from tests.wallets.conftest import verify
+from wallets.models import Deposit
+
+pytestmark = pytest.mark.stripe
+
+
+def reconcile() -> tuple[int, str]:
+    out = StringIO()
+    try:
+        call_command("reconcile", "--since", f"{timezone.now():%Y-%m-%d}", stdout=out, stderr=StringIO())
+    except CommandError as exc:
+        return exc.returncode, out.getvalue() + str(exc)
+    return 0, out.getvalue()
+
+
+def test_reconcile_when_all_matches_then_exit_0_and_run_recorded(fake_stripe, customer, merchant):
+    _card_order(fake_stripe, customer, merchant)
+
+    code, output = reconcile()
+
+    assert code == 0, output
+    run = ReconcileRun.objects.get()
+    assert run.mismatched == 0 and run.matched >= 2 and run.finished_at is not None
+    assert "matched" in output and "mismatched" in output
+    assert ReconcileItem.objects.filter(run=run, object_type="card_clearing", outcome="matched").exists()
+
+
+def test_reconcile_when_success_event_never_received_then_applied_once(fake_stripe, customer):
+    payment, intent = _charged_deposit_unseen(fake_stripe, customer)
+
+    first, output = reconcile()
+    again, _ = reconcile()
+
+    assert first == 0 and again == 0, output
+    payment.refresh_from_db()
+    assert payment.status == "succeeded" and payment.stripe_payment_intent_id == intent.id
+    assert Deposit.objects.get(payment=payment).status == "succeeded"
+    assert _balance(customer) == 2500
+    assert ReconcileRun.objects.order_by("started_at").first().fixed >= 1
+    assert verify()[0] == 0
+
+
+def test_reconcile_when_refund_made_in_stripe_dashboard_then_recorded_external(fake_stripe, customer, merchant):
+    order = _card_order(fake_stripe, customer, merchant)
+    payment = Payment.objects.get(pk=order.payment_id)
+    stripe.Refund.create(payment_intent=payment.stripe_payment_intent_id, amount=300)
+
+    code, output = reconcile()
+
+    assert code == 0, output
+    assert Refund.objects.get(payment=payment).external
+    item = ReconcileItem.objects.get(object_type="payment", object_id=payment.pk)
+    assert item.outcome == "fixed" and item.stripe == "('succeeded', 300)"
+    assert verify()[0] == 0
+
+
+def test_reconcile_when_our_record_disagrees_then_exit_1_naming_the_field(fake_stripe, customer, merchant):
+    order = _card_order(fake_stripe, customer, merchant)
+    Payment.objects.filter(pk=order.payment_id).update(amount=1001)
+
+    code, output = reconcile()
+
+    assert code == 1
+    item = ReconcileItem.objects.get(outcome="mismatched", object_type="payment")
+    assert item.object_id == order.payment_id and item.field == "amount"
+    assert item.ours == "1001" and item.stripe == "1000"
+    assert "unexplained" in output
+    assert Payment.objects.get(pk=order.payment_id).flagged_reason.startswith("amount")
+
+
+def test_reconcile_when_payment_marked_failed_but_stripe_charged_then_settled(fake_stripe, customer, merchant):
+    order = _card_order(fake_stripe, customer, merchant)
+    Payment.objects.filter(pk=order.payment_id).update(status="failed")
+
+    code, output = reconcile()
+
+    assert code == 0, output
+    assert Payment.objects.get(pk=order.payment_id).status == "succeeded"
+
+
+def test_reconcile_task_is_scheduled_daily(settings):
+    tasks = [entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()]
+    assert "payments.tasks.reconcile_daily" in tasks
