@@ -6,6 +6,7 @@ Tasks call ``mail_send_once`` after the commit that caused a message; a retried 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -33,16 +34,26 @@ def _claim(*, key: str, to: str, template: str) -> bool:
     return taken == 1
 
 
-def mail_send_once(*, key: str, to: str, template: str, context: dict[str, object]) -> bool:
+def mail_send_once(
+    *,
+    key: str,
+    to: str,
+    template: str,
+    context: dict[str, object],
+    late_context: Callable[[], dict[str, object]] | None = None,
+) -> bool:
     """Renders ``email/<template>_subject.txt``, ``.txt`` and ``.html`` and sends them to ``to`` once per ``key``.
 
     Returns False when the key was already sent (or is being sent). A send that raises gives the claim back,
     so a retry sends; the message never holds more than its context (no card number, no secret but the
-    recipient's own link).
+    recipient's own link). ``late_context`` is called only once the claim is held, for parts that must not
+    be made twice (a fresh download link).
     """
     if not _claim(key=key, to=to, template=template):
         return False
     try:
+        if late_context is not None:
+            context = {**context, **late_context()}
         subject = " ".join(render_to_string(f"email/{template}_subject.txt", context).split())
         text = render_to_string(f"email/{template}.txt", context)
         html = render_to_string(f"email/{template}.html", context)

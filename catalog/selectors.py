@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 
 from accounts.models import User
 from catalog.errors import ProductNotFound
-from catalog.models import Product
+from catalog.models import Product, ProductCode, ProductFile
 from catalog.rendering import public_product, public_rows, to_json
 
 
@@ -60,3 +60,16 @@ def products_of_merchant_newest_first(merchant: User) -> QuerySet[Product]:
 def products_live_count_of_merchant(merchant: User) -> int:
     """How many of the merchant's products are not deleted (active or not)."""
     return products_of_merchant(merchant).filter(deleted_at__isnull=True).count()
+
+
+def codes_of_product(*, merchant: User, product_id: str) -> QuerySet[ProductCode]:
+    """The codes of the merchant's own product, oldest first, with each one's status and holding order.
+
+    Raises ProductNotFound (404) for another merchant's product.
+    """
+    product_of_merchant_get(merchant, product_id)
+    return ProductCode.objects.filter(product_id=product_id).order_by("id")
+
+
+def product_file_of(product_id: str) -> ProductFile | None:
+    return ProductFile.objects.filter(product_id=product_id).first()

@@ -6,7 +6,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from catalog.models import Product
+from catalog.models import Delivery, Product, ProductCode, ProductFile
 from config.money import AmountField
 
 MAX_STOCK = 2**31 - 1  # the column is a 32-bit integer
@@ -65,7 +65,15 @@ class OwnProductSerializer(ProductSerializer):
     """What the owning merchant sees: the digital goods and the deletion time as well."""
 
     class Meta(ProductSerializer.Meta):
-        fields = (*ProductSerializer.Meta.fields, "fulfillment", "deleted_at", "updated_at")
+        fields = (
+            *ProductSerializer.Meta.fields,
+            "fulfillment",
+            "delivery",
+            "download_limit",
+            "download_ttl_hours",
+            "deleted_at",
+            "updated_at",
+        )
         read_only_fields = fields
 
 
@@ -76,8 +84,13 @@ class ProductWriteSerializer(serializers.Serializer):
     description = serializers.CharField(max_length=5000, allow_blank=True, required=False, trim_whitespace=False)
     price = AmountField()
     stock = StockField(required=False, help_text="null or absent: unlimited")
-    fulfillment = serializers.CharField(min_length=1, max_length=5000, trim_whitespace=False)
+    fulfillment = serializers.CharField(
+        max_length=5000, trim_whitespace=False, required=False, help_text="required for delivery text"
+    )
     is_active = serializers.BooleanField(required=False)
+    delivery = serializers.ChoiceField(choices=Delivery.choices, required=False, help_text="set at creation only")
+    download_limit = serializers.IntegerField(min_value=1, max_value=1000, required=False)
+    download_ttl_hours = serializers.IntegerField(min_value=1, max_value=24 * 365, required=False)
 
     def validate_price(self, value: int) -> int:
         ceiling = settings.MAXIMUM_PRODUCT_PRICE
@@ -85,7 +98,44 @@ class ProductWriteSerializer(serializers.Serializer):
             raise serializers.ValidationError(f"Must be at most {ceiling}.")
         return value
 
-    def validate_fulfillment(self, value: str) -> str:
-        if not value.strip():
-            raise serializers.ValidationError("This field may not be blank.")
-        return value
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        text = attrs.get("delivery", Delivery.TEXT) == Delivery.TEXT
+        if not self.partial and text and not (attrs.get("fulfillment") or "").strip():
+            raise serializers.ValidationError({"fulfillment": "Required for a text product."})
+        return attrs
+
+
+class CodesAddSerializer(serializers.Serializer):
+    codes = serializers.ListField(
+        child=serializers.CharField(min_length=1, max_length=200, trim_whitespace=False),
+        min_length=1,
+        max_length=1000,
+    )
+
+
+class CodesAddedSerializer(serializers.Serializer):
+    added = serializers.IntegerField()
+    stock = serializers.IntegerField()
+
+
+class ProductCodeSerializer(serializers.ModelSerializer):
+    order = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ProductCode
+        fields = ("code", "status", "order", "created_at", "sold_at")
+        read_only_fields = fields
+
+    def get_order(self, code: ProductCode) -> str | None:
+        return code.order_id or None
+
+
+class ProductFileUploadSerializer(serializers.Serializer):
+    file = serializers.FileField()
+
+
+class ProductFileSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ProductFile
+        fields = ("name", "size", "sha256", "content_type", "uploaded_at")
+        read_only_fields = fields

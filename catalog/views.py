@@ -9,6 +9,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,9 +20,18 @@ from accounts.request import signed_in_user
 from catalog import selectors, services
 from catalog.cache import cached_public_get
 from catalog.filters import PublicProductFilter
-from catalog.models import Product
+from catalog.models import Product, ProductCode
 from catalog.rendering import public_product, public_rows
-from catalog.serializers import OwnProductSerializer, ProductSerializer, ProductWriteSerializer
+from catalog.serializers import (
+    CodesAddedSerializer,
+    CodesAddSerializer,
+    OwnProductSerializer,
+    ProductCodeSerializer,
+    ProductFileSerializer,
+    ProductFileUploadSerializer,
+    ProductSerializer,
+    ProductWriteSerializer,
+)
 from config.schema import errors
 from config.throttling import UserThrottle
 
@@ -158,3 +168,57 @@ class MerchantProductDetailView(GenericAPIView):
     def get(self, request: Request, product_id: str) -> Response:
         product = selectors.product_of_merchant_get(signed_in_user(request), product_id)
         return Response(OwnProductSerializer(product).data)
+
+
+class ProductCodesView(GenericAPIView):
+    """The owning merchant's code pool of a product: add codes, list them with their status and order."""
+
+    permission_classes = (IsMerchant,)
+    queryset = ProductCode.objects.none()
+    serializer_class = ProductCodeSerializer
+
+    @extend_schema(
+        request=CodesAddSerializer,
+        responses={201: CodesAddedSerializer, **errors(400, 401, 403, 404, 429)},
+        tags=["products"],
+        summary="Add unique codes to an own code-pool product (its stock becomes the unsold codes)",
+    )
+    def post(self, request: Request, product_id: str) -> Response:
+        serializer = CodesAddSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        codes = serializer.validated_data["codes"]
+        stock = services.product_codes_add(merchant=signed_in_user(request), product_id=product_id, codes=codes)
+        return Response({"added": len(codes), "stock": stock}, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        responses={200: ProductCodeSerializer(many=True), **errors(401, 403, 404)},
+        tags=["products"],
+        summary="The codes of an own product, with each one's status and the order holding it",
+        parameters=[OpenApiParameter("limit", int), OpenApiParameter("cursor", str)],
+    )
+    def get(self, request: Request, product_id: str) -> Response:
+        codes = selectors.codes_of_product(merchant=signed_in_user(request), product_id=product_id)
+        page = self.paginate_queryset(codes.order_by("-id"))
+        return self.get_paginated_response(ProductCodeSerializer(page, many=True).data)
+
+
+class ProductFileView(GenericAPIView):
+    """The one file of an own ``file`` product (multipart field ``file``)."""
+
+    permission_classes = (IsMerchant,)
+    parser_classes = (MultiPartParser,)
+    serializer_class = ProductFileSerializer
+
+    @extend_schema(
+        request={"multipart/form-data": ProductFileUploadSerializer},
+        responses={200: ProductFileSerializer, **errors(400, 401, 403, 404, 413, 429)},
+        tags=["products"],
+        summary="Upload (or replace) the file an own file product sells",
+    )
+    def put(self, request: Request, product_id: str) -> Response:
+        serializer = ProductFileUploadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        product_file = services.product_file_put(
+            merchant=signed_in_user(request), product_id=product_id, upload=serializer.validated_data["file"]
+        )
+        return Response(ProductFileSerializer(product_file).data)

@@ -23,7 +23,7 @@ _last_rand = 0
 
 ID_LENGTH = 26
 PREFIXES = frozenset(
-    {"usr", "acc", "ent", "txn", "dep", "wdr", "prd", "ord", "pay", "ref", "evt", "whk", "dsp", "dlv", "rcn"}
+    {"usr", "acc", "ent", "txn", "dep", "wdr", "prd", "ord", "pay", "ref", "evt", "whk", "dsp", "dlv", "rcn", "gds"}
 )
 
 

@@ -18,6 +18,8 @@ from config.request_context import request_id_var, user_id_var
 access_log = logging.getLogger("access")
 error_log = logging.getLogger("config.errors")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# Paths whose last part is a secret (a download link's token, a licence key): logged without it.
+_SECRET_PATH = re.compile(r"^(/api/v1/(?:downloads|licenses)/)[^/]+$")
 
 
 def _new_request_id() -> str:
@@ -64,7 +66,7 @@ class RequestIdMiddleware:
                 "request",
                 extra={
                     "method": request.method,
-                    "path": request.path,
+                    "path": _SECRET_PATH.sub(r"\1…", request.path),
                     "status": response.status_code,
                     "duration_ms": duration_ms,
                     "user_id": _user_id(request),
@@ -81,6 +83,8 @@ class RequestIdMiddleware:
         except ValueError:
             length = 0
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if request.method == "PUT" and request.path.endswith("/file"):  # PUT products/{id}/file: a product file
+            limit = settings.MAX_UPLOAD_BYTES + 64 * 1024  # room for the multipart envelope
         if limit is not None and length > limit and _is_api(request):
             return error_response(PayloadTooLarge(f"The request body exceeds {limit} bytes."))
         return self.get_response(request)

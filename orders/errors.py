@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from config.errors import InvalidStatus, NotFound, OutOfStock, PermissionDeniedError, ValidationFailed
+from config.errors import DomainError, InvalidStatus, NotFound, OutOfStock, PermissionDeniedError, ValidationFailed
 
 
 class OrderNotFound(NotFound):
@@ -39,3 +39,24 @@ class WebhookEndpointNotFound(NotFound):
 
 class TooManyWebhookEndpoints(ValidationFailed):
     default_message = "A merchant can register at most 10 webhook endpoints."
+
+
+class GoodsGone(DomainError):
+    """A download link or goods item that no longer serves (410)."""
+
+    status = 410
+
+
+class DownloadExpired(GoodsGone):
+    code = "download_expired"
+    default_message = "This download link has expired; get a fresh one from your library."
+
+
+class DownloadLimitReached(GoodsGone):
+    code = "download_limit_reached"
+    default_message = "This item has no downloads left."
+
+
+class GoodsRevoked(GoodsGone):
+    code = "goods_revoked"
+    default_message = "This item was revoked (its order was refunded or disputed)."

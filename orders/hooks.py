@@ -5,16 +5,18 @@ dispute facts. Called inside payments' transaction; lock order Order → Payment
 from __future__ import annotations
 
 from django.db.models import Sum
+from django.db.models.signals import post_save
 
 from accounts.models import Role, User
 from config.errors import InvalidStatus, NotFound, PermissionDeniedError
 from config.money import proportional
 from orders.locks import lock_order
 from orders.models import PAID_STATUSES, Order
+from orders.services.goods import goods_revoke
 from orders.services.outcomes import order_on_payment_changed, order_on_refund
 from payments import hooks
 from payments.hooks import DisputeTerms, PaymentHooks, RefundHooks, payer_dispute_terms
-from payments.models import Payment, PaymentKind, PaymentMethodType, Refund, RefundStatus
+from payments.models import Dispute, DisputeStatus, Payment, PaymentKind, PaymentMethodType, Refund, RefundStatus
 from wallets.ledger import Leg, platform_account_id, wallet_id_for
 from wallets.models import AccountKind
 
@@ -110,6 +112,17 @@ ORDER_PAYMENT_HOOKS: PaymentHooks[Order] = PaymentHooks(
 )
 
 
+def _dispute_saved(sender: type[Dispute], instance: Dispute, **kwargs: object) -> None:
+    """A lost dispute revokes the order's goods. payments saves the dispute lost inside its transaction, with
+    the order locked (its lock order starts there); payments has no dispute-outcome hook, so orders listens."""
+    if instance.status != DisputeStatus.LOST:
+        return
+    order = Order.objects.filter(payment_id=instance.payment_id).first()
+    if order is not None:
+        goods_revoke(order=order)
+
+
 def register() -> None:
     """Called from ``OrdersConfig.ready()``."""
     hooks.register(PaymentKind.ORDER, ORDER_PAYMENT_HOOKS)
+    post_save.connect(_dispute_saved, sender=Dispute, dispatch_uid="orders.dispute_lost_revokes_goods")

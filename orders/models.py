@@ -215,3 +215,52 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.delivery_id} {self.status_code or self.error}"
+
+
+class GoodsType(models.TextChoices):
+    TEXT = "text", "Text"
+    CODE = "code", "Code"
+    LICENSE_KEY = "license_key", "Licence key"
+    DOWNLOAD = "download", "Download"
+
+
+class GoodsStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    REVOKED = "revoked", "Revoked"  # a full refund or a lost dispute took it back
+
+
+class Goods(models.Model):
+    """One unit a paid order delivered (``orders.services.goods``): a text, a code, a licence key or a download.
+
+    A download keeps only the sha256 of its link's token; a licence key is kept as it is (the buyer reads it
+    again in the library, and the check looks it up by its unique index).
+    """
+
+    id = PublicIdField("gds")
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="goods")
+    buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False)
+    product = models.ForeignKey("catalog.Product", on_delete=models.PROTECT, related_name="+")
+    type = models.CharField(max_length=16, choices=GoodsType.choices)
+    value = models.TextField(blank=True)
+    code = models.OneToOneField(
+        "catalog.ProductCode", null=True, blank=True, on_delete=models.PROTECT, related_name="goods"
+    )
+    status = models.CharField(max_length=16, choices=GoodsStatus.choices, default=GoodsStatus.ACTIVE)
+    token_hash = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    downloads_left = models.IntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["value"], condition=Q(type="license_key"), name="goods_license_key_unique"),
+            models.CheckConstraint(
+                condition=Q(downloads_left__isnull=True) | Q(downloads_left__gte=0), name="goods_downloads_left_gte_0"
+            ),
+            models.CheckConstraint(condition=Q(type__in=list(GoodsType.values)), name="goods_type_valid"),
+        ]
+        indexes = [models.Index(fields=["buyer", "-id"], name="goods_library_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.pk} ({self.status})"

@@ -5,6 +5,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
+from orders.goods_serializers import GoodsSerializer, order_goods
 from orders.models import Order, OrderStatus
 from orders.rendering import iso, sale_object
 from payments.models import PaymentMethodType, PaymentStatus
@@ -50,6 +51,7 @@ class OrderSerializer(serializers.Serializer):
     reserved_until = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     paid_at = serializers.DateTimeField(allow_null=True)
+    goods = GoodsSerializer(many=True, allow_null=True, help_text="Once paid: one item per unit.")
 
     def to_representation(self, order: Order) -> dict[str, Any]:
         payment = order.payment
@@ -69,6 +71,7 @@ class OrderSerializer(serializers.Serializer):
             "reserved_until": iso(order.reserved_until) if order.status == OrderStatus.PENDING else None,
             "created_at": iso(order.created_at),
             "paid_at": iso(order.paid_at),
+            "goods": order_goods(order) if order.paid_at is not None else None,
         }
 
 

@@ -6,7 +6,7 @@ from celery import shared_task
 from django.conf import settings
 
 from orders.models import DeliveryStatus
-from orders.services import events
+from orders.services import events, notices
 from orders.services.cancel import orders_expire
 
 
@@ -55,3 +55,15 @@ def deliveries_retry_due() -> int:
         deliver_event.delay(delivery_id)
     events.delivery_log_prune()  # the delivery log keeps 30 days
     return len(due)
+
+
+@shared_task(name="orders.tasks.order_receipt_send", autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def order_receipt_send(order_id: str) -> bool:
+    """After a paid order commits: the buyer's receipt, at most once however often this runs."""
+    return notices.receipt_send(order_id=order_id)
+
+
+@shared_task(name="orders.tasks.order_refund_notice_send", autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def order_refund_notice_send(order_id: str, refunded: int) -> bool:
+    """After a refund settles: the buyer's notice (one per refunded total)."""
+    return notices.refund_notice_send(order_id=order_id, refunded=refunded)

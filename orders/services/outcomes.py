@@ -12,12 +12,14 @@ from django.utils import timezone
 
 from accounts.models import Role
 from accounts.services import audit_record
-from catalog.locks import stock_return, stock_take
-from catalog.models import Product
+from catalog.locks import codes_take, stock_return, stock_take
+from catalog.models import Delivery
 from config.errors import InvalidStatus
 from orders.models import ORDER_TRANSITIONS, Order, OrderEventType, OrderStatus
 from orders.services.events import event_record
-from orders.services.terms import purchase_key, purchase_legs
+from orders.services.goods import goods_issue, goods_revoke
+from orders.services.notices import receipt_send_on_commit, refund_notice_on_commit
+from orders.services.terms import purchase_key, purchase_legs, terms_of_product
 from payments.models import Payment, PaymentStatus, Refund, RefundStatus
 from wallets.ledger import Leg, ledger_post, platform_account_id, wallet_id_for
 from wallets.models import AccountKind, Entry, EntryKind
@@ -74,7 +76,8 @@ def order_on_payment_changed(*, order: Order, payment: Payment) -> None:
 
 def _order_mark_paid(order: Order, payment: Payment) -> None:
     now = timezone.now()
-    order.fulfillment = Product.objects.filter(pk=order.product_id).values_list("fulfillment", flat=True).first() or ""
+    terms = terms_of_product(order.product_id)
+    order.fulfillment = terms.fulfillment
     order.paid_at = now
     order.reserved_until = None
     order_transition(order=order, to=OrderStatus.PAID, fields=("fulfillment", "paid_at", "reserved_until"))
@@ -86,14 +89,20 @@ def _order_mark_paid(order: Order, payment: Payment) -> None:
         legs=purchase_legs(order, paid_from=platform_account_id(AccountKind.CARD_CLEARING, order.currency)),
         memo=f"payment {payment.pk}",
     )
+    goods_issue(order=order, terms=terms)
     event_record(order, OrderEventType.PAID)
+    receipt_send_on_commit(order.pk)
 
 
 def _order_paid_late(order: Order, payment: Payment) -> None:
     if Entry.objects.filter(idempotency_key=late_credit_key(order.pk)).exists():
         return  # already credited to the wallet
     previous = order.status
-    if stock_take(order.product_id, order.quantity) is not None:
+    taken = stock_take(order.product_id, order.quantity)
+    if taken is not None and taken.delivery == Delivery.CODES:
+        # Its codes went back to the pool when it closed; the stock counts them, so they are there.
+        codes_take(product_id=order.product_id, quantity=order.quantity, order_id=order.pk)
+    if taken is not None:
         _order_mark_paid(order, payment)
         logger.warning("card payment succeeded after the order closed; stock taken again, order paid",
                        extra={"order": order.pk, "payment": payment.pk, "was": previous})  # fmt: skip
@@ -132,7 +141,7 @@ def order_close(order: Order, *, to: OrderStatus) -> None:
     """pending → canceled/failed: the stock comes back. Caller holds the order lock."""
     order.reserved_until = None
     order_transition(order=order, to=to, fields=("reserved_until",))
-    stock_return(order.product_id, order.quantity)
+    stock_return(order.product_id, order.quantity, order_id=order.pk)  # a code pool's codes too
     event_record(order, OrderEventType.CANCELED if to == OrderStatus.CANCELED else OrderEventType.FAILED)
 
 
@@ -165,4 +174,7 @@ def order_on_refund(*, order: Order, payment: Payment) -> None:
     if refunded <= 0 or (order.status == OrderStatus.REFUNDED and to == OrderStatus.REFUNDED):
         return
     order_transition(order=order, to=to)
+    if to == OrderStatus.REFUNDED:
+        goods_revoke(order=order)  # a partial refund keeps the goods
     event_record(order, OrderEventType.REFUNDED, key_suffix=str(refunded), extra={"amount_refunded": refunded})
+    refund_notice_on_commit(order.pk, refunded)

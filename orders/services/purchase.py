@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from accounts.models import Role, User
 from catalog.cache import catalog_cache_bump_on_commit
-from catalog.locks import stock_take_sql
+from catalog.locks import codes_take_sql, stock_take_sql
+from catalog.models import Delivery
 from config import metrics
 from config.db import insert_values, prepared_cursor, retry_on_contention
 from config.errors import CardDeclined, InvalidStatus, PaymentMethodInvalid, StripeUnavailable, ValidationFailed
@@ -23,6 +24,8 @@ from orders.errors import OnlyCustomersBuy
 from orders.models import Order, OrderEvent, OrderEventType, OrderStatus, WebhookEndpoint
 from orders.services.cancel import order_close_pending, payment_intent_cancel
 from orders.services.events import event_build, event_dispatch_on_commit
+from orders.services.goods import NewGoods, goods_from_plan, goods_insert_sql, goods_plan
+from orders.services.notices import receipt_send_on_commit
 from orders.services.terms import (
     NoStock,
     StaleTerms,
@@ -112,25 +115,33 @@ def _wallet_purchase(*, buyer: User, product_id: str, quantity: int, terms: Term
     order.fulfillment = terms.fulfillment
     event = event_build(order, OrderEventType.PAID, ask_receivers=False)  # the statement asks
     legs = purchase_legs(order, paid_from=buyer_wallet)
+    goods = goods_plan(quantity=quantity, terms=terms, now=now)
     try:
-        _wallet_purchase_statement(order, payment, event, legs, terms)  # its own transaction
+        codes = _wallet_purchase_statement(order, payment, event, legs, terms, goods)  # its own transaction
     except NoStock:
         raise no_stock_reason(product_id) from None
+    # The response shows the goods without reading them back, and a download's link this once.
+    order.fresh_goods = goods_from_plan(order, terms, goods, codes)  # type: ignore[attr-defined]
+    order.download_tokens = goods.tokens  # type: ignore[attr-defined]
     event_dispatch_on_commit(event)
+    receipt_send_on_commit(order.pk)
     metrics.count_wallet_purchase_on_commit()
     return order
 
 
 def _wallet_purchase_statement(
-    order: Order, payment: Payment, event: OrderEvent, legs: list[Leg], terms: Terms
-) -> None:
+    order: Order, payment: Payment, event: OrderEvent, legs: list[Leg], terms: Terms, goods: NewGoods
+) -> list[str] | None:
     """The wallet purchase as one statement: data-modifying CTEs in their own transaction, with the
     lock order Product → Account.
 
     The stock is taken first (product row lock, ``catalog.locks.stock_take_sql``), then, only if the
     product still sells on the terms the order was built on, the wallets move in pk order
     (``wallets.ledger.ledger_post_statement``); the payment, order, event and ledger rows are
-    inserted by the same statement. When something did not happen the statement calls
+    inserted by the same statement, and so are the goods: for a code pool the codes are taken right
+    after the stock (``catalog.locks.codes_take_sql``, lowest ids first, behind the product row lock)
+    and a statement that saw fewer codes than the stock promised (added after its snapshot) is redone.
+    When something did not happen the statement calls
     ``purchase_refuse`` (migration orders 0005), whose error undoes all of it; no BEGIN or COMMIT
     round trip, and the rows are locked for this one round trip only. Inside a caller's
     transaction it runs in a savepoint, so a refusal leaves the caller's work alone.
@@ -156,6 +167,17 @@ def _wallet_purchase_statement(
         insert, values = insert_values(row)
         ctes.append(f"{name} AS ({insert})")
         params += values
+    codes = None
+    if terms.delivery == Delivery.CODES:
+        codes_sql, codes_params = codes_take_sql(
+            product_id=order.product_id, quantity=order.quantity, order_id=order.pk, gate="purchase_live"
+        )
+        ctes.append(f"purchase_codes AS ({codes_sql})")
+        params += codes_params
+        codes = "purchase_codes"
+    goods_sql, goods_params = goods_insert_sql(order, terms, goods, codes=codes)
+    ctes.append(f"purchase_goods AS ({goods_sql})")
+    params += goods_params
     # The event goes out undispatched (its fan-out queued after commit) only if the merchant has a live endpoint.
     subscribed = (
         ("%s", [None]) if settings.ORDER_EVENTS_URL else (_UNLESS_SUBSCRIBED, [order.merchant_id, event.created_at])
@@ -165,18 +187,22 @@ def _wallet_purchase_statement(
     params += values
     # Every name in the statement is ours; every value is a parameter.
     wallets_moved = f"EXISTS (SELECT 1 FROM {ledger.last_wallet})" if ledger.last_wallet else "true"  # noqa: S608
+    codes_short = " WHEN (SELECT count(*) FROM purchase_codes) < %s THEN purchase_refuse('codes_short')"
+    codes_out = "(SELECT array_agg(code ORDER BY id) FROM purchase_codes)" if codes else "NULL"
     sql = (
         "WITH " + ", ".join(ctes) + " SELECT CASE"  # noqa: S608
         " WHEN NOT EXISTS (SELECT 1 FROM purchase_taken) THEN purchase_refuse('no_stock')"
         " WHEN NOT EXISTS (SELECT 1 FROM purchase_live) THEN purchase_refuse('stale_terms')"
-        f" WHEN NOT {wallets_moved} THEN purchase_refuse('wallet') END,"
-        " (SELECT stock FROM purchase_taken), (SELECT dispatched_at FROM purchase_event)"
+        f"{codes_short if codes else ''} WHEN NOT {wallets_moved} THEN purchase_refuse('wallet') END,"
+        f" (SELECT stock FROM purchase_taken), (SELECT dispatched_at FROM purchase_event), {codes_out}"
     )
+    if codes:
+        params.append(order.quantity)
     try:
         own = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
         with own, prepared_cursor() as cursor:
             cursor.execute(sql, params)
-            _, stock_left, event.dispatched_at = cursor.fetchone()
+            _, stock_left, event.dispatched_at, taken_codes = cursor.fetchone()
     except DatabaseError as refused:  # P0001 from purchase_refuse: the hint says why
         cause = refused.__cause__
         reason = cause.diag.message_hint if getattr(cause, "sqlstate", None) == "P0001" else None  # type: ignore[union-attr]
@@ -188,9 +214,12 @@ def _wallet_purchase_statement(
             raise (NoStock() if live is None else StaleTerms(live)) from None
         if reason == "wallet":
             raise ledger_refusal(ledger) from None
+        if reason == "codes_short":  # codes were added after this statement's snapshot: redo it
+            raise StaleTerms(terms) from None
         raise
     if stock_left is not None:
         catalog_cache_bump_on_commit()
+    return taken_codes
 
 
 def order_buy_with_card(*, buyer: User, product_id: str, quantity: int = 1, card: str | None = None) -> Order:

@@ -11,8 +11,8 @@ from datetime import datetime
 from django.conf import settings
 
 from accounts.models import Role, User
-from catalog.locks import TakenStock, stock_take
-from catalog.models import Product
+from catalog.locks import TakenStock, codes_take, stock_take
+from catalog.models import Delivery, Product
 from config import metrics
 from config.db import prepared_cursor
 from config.errors import DomainError, ValidationFailed
@@ -38,12 +38,16 @@ class Terms:
     price: int
     currency: str
     fulfillment: str
+    # Set at creation and never changed: what each unit hands the buyer, and a download's limits.
+    delivery: str = Delivery.TEXT
+    download_limit: int = 5
+    download_ttl_hours: int = 72
 
 
 _terms_memory: dict[str, Terms] = {}
 _TERMS_SQL = (
-    f"SELECT merchant_id, price, currency, fulfillment FROM {Product._meta.db_table}"  # noqa: S608 - our table
-    " WHERE id = %s AND is_active AND deleted_at IS NULL"
+    "SELECT merchant_id, price, currency, fulfillment, delivery, download_limit, download_ttl_hours"  # noqa: S608 - our names; values are parameters
+    f" FROM {Product._meta.db_table} WHERE id = %s AND is_active AND deleted_at IS NULL"
 )
 _TERMS_MEMORY_SIZE = 4096
 
@@ -83,8 +87,24 @@ def terms_read(product_id: str) -> Terms | None:
     return None if row is None else Terms(*row)
 
 
+def terms_of_product(product_id: str) -> Terms:
+    """What a product sells for now, public or not (a card order paid after its product was hidden)."""
+    row = Product.objects.filter(pk=product_id).values_list(
+        "merchant_id", "price", "currency", "fulfillment", "delivery", "download_limit", "download_ttl_hours"
+    )
+    return Terms(*row.get())
+
+
 def _terms_taken(taken: TakenStock) -> Terms:
-    return Terms(taken.merchant_id, taken.price, taken.currency, taken.fulfillment)
+    return Terms(
+        taken.merchant_id,
+        taken.price,
+        taken.currency,
+        taken.fulfillment,
+        taken.delivery,
+        taken.download_limit,
+        taken.download_ttl_hours,
+    )
 
 
 class NoStock(Exception):
@@ -109,13 +129,18 @@ def no_stock_reason(product_id: str) -> DomainError:
 
 
 def stock_take_for(order: Order, terms: Terms) -> None:
-    """Takes the order's stock (locks the product row) and checks the order was built on live terms."""
+    """Takes the order's stock (locks the product row), and for a code pool as many codes (after the product
+    row, in id order); checks the order was built on live terms."""
     taken = stock_take(order.product_id, order.quantity)
     if taken is None:
         raise NoStock()
     live = _terms_taken(taken)
     if live != terms:
         raise StaleTerms(live)
+    if live.delivery == Delivery.CODES:
+        codes = codes_take(product_id=order.product_id, quantity=order.quantity, order_id=order.pk)
+        if len(codes) != order.quantity:  # the stock counts the available codes: a broken invariant
+            raise NoStock()
 
 
 def check_buy(*, buyer: User, quantity: int, terms: Terms) -> None:
