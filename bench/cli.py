@@ -32,6 +32,7 @@ ORDER = (
     "baseline_django_ping",
     "catalog_read",
     "purchase_spread",
+    "purchase_codes",
     "purchase_hot",
     "card_purchase",
     "webhook_ingest",
@@ -223,12 +224,13 @@ def main(argv: list[str] | None = None) -> int:
 
         run("baseline_sql_hot_row", sc.baseline_sql_hot_row)
         run("baseline_django_ping", sc.baseline_django_ping)
-        if wanted & {"catalog_read", "purchase_spread", "card_purchase", "webhook_ingest"}:
+        if wanted & {"catalog_read", "purchase_spread", "purchase_codes", "card_purchase", "webhook_ingest"}:
             catalog = sc.seed_catalog(bench)
         run("catalog_read", sc.catalog_read, catalog)
         run("purchase_spread", sc.purchase_spread, catalog)
+        run("purchase_codes", sc.purchase_codes, catalog)
         run("purchase_hot", sc.purchase_hot)
-        if wanted & {"purchase_spread", "purchase_hot"}:
+        if wanted & {"purchase_spread", "purchase_codes", "purchase_hot"}:
             print("bench: checking stock, orders and the ledger …", flush=True)
             results["invariants"] = sc.check_purchases(bench)
         run("card_purchase", sc.card_purchase, catalog)

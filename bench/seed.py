@@ -103,3 +103,19 @@ def products(owners: list[User], per_merchant: int, *, price: int, stock: int | 
     ]
     Product.objects.bulk_create(items, batch_size=1000)
     return items
+
+
+def code_pools(owners: list[User], per_merchant: int, *, price: int, codes: int, prefix: str) -> list[Product]:
+    """Code-pool products with ``codes`` unique codes each; each stock is its count of available codes."""
+    from catalog.models import Delivery, ProductCode
+
+    items = products(owners, per_merchant, price=price, stock=codes, prefix=prefix)
+    Product.objects.filter(pk__in=[p.pk for p in items]).update(delivery=Delivery.CODES, fulfillment="")
+    now = timezone.now()
+    pool = [
+        ProductCode(product=p, code=f"{prefix.upper()}-{p.pk[-10:]}-{n:05d}", created_at=now)
+        for p in items
+        for n in range(codes)
+    ]
+    ProductCode.objects.bulk_create(pool, batch_size=5000)
+    return items

@@ -70,3 +70,15 @@ def test_seed_demo_with_password_option_then_that_password_works(api):
         "/api/v1/auth/token", {"email": "customer@demo.test", "password": "another-demo-password-7"}, format="json"
     )
     assert response.status_code == 200
+
+
+def test_seed_demo_then_one_product_of_each_delivery_with_codes_and_a_file(tmp_path, settings):
+    settings.MEDIA_ROOT = str(tmp_path)
+    _seed()
+    _seed()  # idempotent: no second pool, no duplicate codes
+
+    merchant = User.objects.get(email="merchant@demo.test")
+    products = {p.delivery: p for p in Product.objects.filter(merchant=merchant)}
+    assert set(products) == {"text", "codes", "license_key", "file"}
+    assert products["codes"].stock == 3 == products["codes"].codes.filter(status="available").count()
+    assert products["file"].file.size > 0

@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from accounts.models import Role, User
-from catalog.models import Product
-from catalog.services import product_create
+from catalog.models import Delivery, Product
+from catalog.services import product_codes_add, product_create, product_file_put
 from wallets.ledger import wallet_adjust, wallet_id_for
 from wallets.models import Entry
 
@@ -29,11 +30,16 @@ USERS = (
 )
 
 PRODUCTS = (
-    # name, price (minor units), stock (None = unlimited), description
-    ("E-book: Double-Entry Bookkeeping", 1_500, None, "A PDF, delivered as a download link."),
-    ("Pro licence key (1 year)", 4_900, 25, "A licence key for the desktop app."),
-    ("Conference ticket (online)", 12_000, 3, "A unique access code; only three left."),
-    ("Icon pack", 900, None, "500 SVG icons, zipped."),
+    # name, price (minor units), delivery, stock (None = unlimited; a code pool counts its codes), description
+    ("E-book: Double-Entry Bookkeeping", 1_500, Delivery.FILE, None, "A PDF, delivered as a personal download link."),
+    ("Pro licence key (1 year)", 4_900, Delivery.LICENSE_KEY, 25, "A licence key for the desktop app."),
+    ("Conference ticket (online)", 12_000, Delivery.CODES, None, "A unique access code; only three left."),
+    ("Icon pack", 900, Delivery.TEXT, None, "500 SVG icons: the same download page for every buyer."),
+)
+# The conference's pool: three codes, unique to the demo database.
+TICKET_CODES = ("CONF-7QK2-M9XA", "CONF-H3TB-W8PZ", "CONF-R6VD-J2NC")
+EBOOK = (
+    b"%PDF-1.4\n% Demo e-book: Double-Entry Bookkeeping\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n"
 )
 
 
@@ -50,16 +56,22 @@ class Command(BaseCommand):
                 for email, role, staff, first, last in USERS
             }
             merchant = users["merchant@demo.test"]
-            for name, price, stock, description in PRODUCTS:
+            for name, price, delivery, stock, description in PRODUCTS:
                 if not Product.objects.filter(merchant=merchant, name=name, deleted_at__isnull=True).exists():
-                    product_create(
+                    product = product_create(
                         merchant=merchant,
                         name=name,
                         price=price,
+                        delivery=delivery,
                         stock=stock,
                         description=description,
-                        fulfillment=f"DEMO-{name.split()[0].upper().strip(':')}-0001",
+                        fulfillment="https://example.com/demo-icon-pack" if delivery == Delivery.TEXT else "",
                     )
+                    if delivery == Delivery.CODES:
+                        product_codes_add(merchant=merchant, product_id=product.pk, codes=list(TICKET_CODES))
+                    if delivery == Delivery.FILE:
+                        upload = SimpleUploadedFile("double-entry-bookkeeping.pdf", EBOOK, "application/pdf")
+                        product_file_put(merchant=merchant, product_id=product.pk, upload=upload)
             customer = users["customer@demo.test"]
             wallet_id = wallet_id_for(user_id=customer.pk, role=customer.role)
             if not Entry.objects.filter(idempotency_key=FUNDING_KEY).exists():
