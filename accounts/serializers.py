@@ -3,10 +3,15 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework import serializers
-from rest_framework_simplejwt.serializers import TokenObtainPairSerializer, TokenRefreshSerializer
+from rest_framework_simplejwt.serializers import (
+    TokenObtainPairSerializer,
+    TokenObtainSerializer,
+    TokenRefreshSerializer,
+)
+from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import Role, User
-from accounts.services import token_rotate
+from accounts.services import staff_otp_check, token_rotate
 
 
 class UserSerializer(serializers.ModelSerializer):
@@ -39,11 +44,18 @@ class RegisterResponseSerializer(TokenPairSerializer):
 
 
 class EmailTokenObtainSerializer(TokenObtainPairSerializer):
-    """Logs in by email, matched case-insensitively."""
+    """Logs in by email, matched case-insensitively; staff add ``otp`` (TOTP) when ``DEBUG`` is off."""
+
+    otp = serializers.CharField(max_length=16, required=False, allow_blank=True)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
         attrs[self.username_field] = str(attrs.get(self.username_field, "")).strip().lower()
-        return super().validate(attrs)
+        # Authenticate (sets self.user), check the second factor, and only then mint the pair.
+        TokenObtainSerializer.validate(self, attrs)
+        user: User = self.user  # type: ignore[assignment]  # set by the authentication above, or it raised
+        staff_otp_check(user=user, token=attrs.get("otp"))
+        refresh = RefreshToken.for_user(user)
+        return {"refresh": str(refresh), "access": str(refresh.access_token)}
 
 
 class RotatingRefreshSerializer(TokenRefreshSerializer):

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django_otp import match_token
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts.errors import EmailTaken, WrongPassword
+from accounts.errors import EmailTaken, OtpRequired, WrongPassword
 from accounts.models import AuditEvent, Role, User
 from accounts.roles import StaffGroup
 from config.errors import AuthenticationFailed, TokenInvalid, ValidationFailed
@@ -61,6 +63,17 @@ def user_update(*, user: User, first_name: str | None = None, last_name: str | N
 def tokens_for(user: User) -> dict[str, str]:
     refresh = RefreshToken.for_user(user)
     return {"access": str(refresh.access_token), "refresh": str(refresh)}
+
+
+def staff_otp_check(*, user: User, token: str | None) -> None:
+    """With ``STAFF_OTP_REQUIRED`` (``DEBUG`` off) a staff user signs in only with a valid TOTP code.
+
+    Raises ``OtpRequired`` (401 ``otp_required``); a code is good once (django-otp remembers the last one).
+    """
+    if not (settings.STAFF_OTP_REQUIRED and user.is_staff):
+        return
+    if not token or match_token(user, str(token).strip()) is None:
+        raise OtpRequired()
 
 
 def token_rotate(*, refresh: str) -> dict[str, str]:
@@ -123,6 +136,7 @@ def audit_record(
         data=data or {},
         request_id=current_request_id() or "",
     )
+
 
 def staff_upsert(*, email: str, group: str, password: str | None = None, actor: User | None = None) -> User:
     """Makes or updates a staff user in exactly one of the roles Support or Finance; audited.

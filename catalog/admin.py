@@ -1,3 +1,6 @@
+"""Back office for products: edits and bulk (de)activation, each recorded in the audit trail with what
+the staff user did; products are soft-deleted, never removed."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -11,6 +14,8 @@ from django.utils import timezone
 
 from catalog.cache import catalog_cache_bump_on_commit
 from catalog.models import Product
+from config.admin import HistoryMixin
+from config.audit import audit_reason
 
 
 class DeletedFilter(admin.SimpleListFilter):
@@ -29,7 +34,7 @@ class DeletedFilter(admin.SimpleListFilter):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(HistoryMixin, admin.ModelAdmin):
     list_display = ("name", "id", "merchant", "price", "currency", "stock", "is_active", "deleted_at", "created_at")
     list_filter = ("is_active", DeletedFilter, "currency", "created_at")
     search_fields = ("name", "=id", "merchant__email")
@@ -51,6 +56,7 @@ class ProductAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
         "deleted_at",
+        "audit_history",
     )
 
     def has_delete_permission(self, request: HttpRequest, obj: Product | None = None) -> bool:
@@ -66,7 +72,7 @@ class ProductAdmin(admin.ModelAdmin):
             catalog_cache_bump_on_commit()
 
     def _bulk(self, request: HttpRequest, queryset: QuerySet[Product], message: str, **values: Any) -> None:
-        with transaction.atomic():
+        with audit_reason(f"admin bulk action: {message}"), transaction.atomic():
             count = queryset.update(updated_at=timezone.now(), **values)
             catalog_cache_bump_on_commit()
         self.message_user(request, f"{count} product(s) {message}.", messages.SUCCESS)

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import OperationalError, connection, models
 from django.db.backends.utils import CursorWrapper
 
+from config.audit_sql import context_in_statement
+
 logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
@@ -152,6 +154,7 @@ def _preparing_cursor_class() -> type:
 
     class PreparingCursor(ServerBindingCursor):  # type: ignore[misc,valid-type]
         def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            query, params = context_in_statement(query, params)
             return super().execute(query, params, prepare=True)  # type: ignore[misc]
 
     return PreparingCursor

@@ -21,6 +21,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("catalog", ("catalog", "catalog.*")),
     ("payments", ("payments", "payments.*")),
     ("money features", ("wallets.*", "orders", "orders.*")),
+    # The audit trail tracks models of every app below (django-pghistory's event models).
+    ("audit", ("audit", "audit.*")),
     (
         "surfaces",
         (

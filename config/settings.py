@@ -36,7 +36,8 @@ else:
 TESTING = env.bool("TESTING", default=False)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The back office's own site (config.admin.BackOfficeSite): OTP sign-in, work queues, customer page.
+    "config.apps.BackOfficeAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -51,13 +52,21 @@ INSTALLED_APPS = [
     "djstripe",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "axes",
+    "pgtrigger",
+    "pghistory",
     "accounts",
     "wallets",
     "catalog",
     "orders",
     "payments",
+    "audit",
     "dashboard",
 ]
+# The audit trail's triggers (audit/models.py) are installed after every migrate, not written into the
+# tracked apps' migrations: the history lives in one app and no other app's migration graph moves.
+PGTRIGGER_MIGRATIONS = False
+PGTRIGGER_INSTALL_ON_MIGRATE = True
 
 MIDDLEWARE = [
     "config.middleware.RequestIdMiddleware",
@@ -68,11 +77,16 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    # Every write is recorded with who, from where, which request and (from the services) why.
+    "config.audit.AuditContextMiddleware",
     # Resolves the JWT user itself: DRF authenticates only inside the view.
     "config.idempotency.IdempotencyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last: turns a locked-out sign-in (django-axes) into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -173,6 +187,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "config.auth_backends.SignInThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Staff sign in with a TOTP code (admin and auth/token) unless DEBUG is on.
+STAFF_OTP_REQUIRED = env.bool("STAFF_OTP_REQUIRED", default=not DEBUG)
+# Failed sign-ins to the admin and the dashboard, per (user, address), the address found as the API's throttles do.
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = env.int("SIGN_IN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("SIGN_IN_COOLOFF_MINUTES", default=15))
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "config.throttling.client_address"
+AXES_USERNAME_CALLABLE = "config.auth_backends.sign_in_username"
+AXES_ENABLED = env.bool("SIGN_IN_THROTTLE", default=True)
+AXES_VERBOSE = False
 LOGIN_URL = "dashboard:login"
 LOGIN_REDIRECT_URL = "dashboard:home"
 

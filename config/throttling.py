@@ -5,8 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest
 from rest_framework.request import Request
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's address exactly as the API's throttles see it (``NUM_PROXIES`` behind a proxy).
+
+    django-axes (the admin's and the dashboard's sign-in throttle) and the audit trail use it too.
+    """
+    return str(BaseThrottle().get_ident(request) or "")  # type: ignore[arg-type]
 
 
 class ScaledRateThrottle(SimpleRateThrottle):
