@@ -1,10 +1,15 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes, and the start-up check that static files were collected.
+
+With DEBUG off, pages need the collected static files' manifest; without it every page would answer 500.
+"""
 
 from __future__ import annotations
 
 import logging
 
 from django.conf import settings
+from django.contrib.staticfiles.storage import ManifestFilesMixin, staticfiles_storage
+from django.core import checks as system_checks
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -36,12 +41,49 @@ def _check_broker() -> None:
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
 
 
+COLLECTSTATIC_FIX = "python manage.py collectstatic --noinput"
+
+
+def static_files_problem() -> str:
+    """Why pages cannot render their static files, or "" when they can (DEBUG serves them from the sources)."""
+    if settings.DEBUG:
+        return ""
+    storage = staticfiles_storage
+    if not isinstance(storage, ManifestFilesMixin):
+        return ""
+    try:
+        found = storage.exists(storage.manifest_name)
+    except OSError as exc:
+        return f"The static files' manifest cannot be read ({exc}); run `{COLLECTSTATIC_FIX}`."
+    if not found:
+        return (
+            f"Static files are not collected: {settings.STATIC_ROOT}/{storage.manifest_name} is missing, so every"
+            f" page that links a stylesheet would fail. Run `{COLLECTSTATIC_FIX}` (the image does it at build)."
+        )
+    return ""
+
+
+def check_static_files(**kwargs: object) -> list[system_checks.CheckMessage]:
+    """System check ``config.E010`` (registered by the dashboard app): fails start-up without collected static."""
+    problem = static_files_problem()
+    if not problem:
+        return []
+    return [system_checks.Error(problem, hint=COLLECTSTATIC_FIX, id="config.E010")]
+
+
+def _check_static() -> None:
+    problem = static_files_problem()
+    if problem:
+        raise RuntimeError(problem)
+
+
 def readyz(request: HttpRequest) -> JsonResponse:
-    checks = {"database": _check_database, "cache": _check_cache}
+    checks = {"database": _check_database, "cache": _check_cache, "static": _check_static}
     if not settings.CELERY_TASK_ALWAYS_EAGER:
         checks["broker"] = _check_broker
     results: dict[str, str] = {}
     failing: list[str] = []
+    problems: dict[str, str] = {}
     for name, check in checks.items():
         try:
             check()
@@ -50,6 +92,11 @@ def readyz(request: HttpRequest) -> JsonResponse:
             logger.warning("readiness check failed", extra={"check": name, "error": str(exc)})
             results[name] = "failing"
             failing.append(name)
+            if name == "static":
+                problems[name] = str(exc)  # ours, and it names the fix
     if failing:
-        return JsonResponse({"status": "unavailable", "failing": failing, "checks": results}, status=503)
+        body = {"status": "unavailable", "failing": failing, "checks": results}
+        if problems:
+            body["problems"] = problems
+        return JsonResponse(body, status=503)
     return JsonResponse({"status": "ok", "checks": results})

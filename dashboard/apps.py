@@ -1,4 +1,9 @@
+"""The dashboard's app config: it registers the start-up check that static files were collected."""
+
 from django.apps import AppConfig
+from django.core import checks
+
+from config.health import check_static_files
 
 
 class DashboardConfig(AppConfig):
@@ -6,3 +11,6 @@ class DashboardConfig(AppConfig):
 
     name = "dashboard"
     verbose_name = "Merchant dashboard"
+
+    def ready(self) -> None:
+        checks.register(check_static_files, checks.Tags.staticfiles)

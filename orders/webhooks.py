@@ -148,17 +148,19 @@ class SendResult:
 
 
 def _pool(target: Target) -> urllib3.HTTPConnectionPool:
-    common = {"port": target.port, "timeout": TIMEOUT, "retries": False, "maxsize": 1}
     if target.scheme == "https":
         # Connect to the checked address; certificate and SNI are those of the name.
         return urllib3.HTTPSConnectionPool(
             target.address,
+            port=target.port,
+            timeout=TIMEOUT,
+            retries=False,
+            maxsize=1,
             server_hostname=target.host,
             assert_hostname=target.host,
             cert_reqs="CERT_REQUIRED",
-            **common,
         )
-    return urllib3.HTTPConnectionPool(target.address, **common)
+    return urllib3.HTTPConnectionPool(target.address, port=target.port, timeout=TIMEOUT, retries=False, maxsize=1)
 
 
 def send(*, url: str, body: bytes, headers: dict[str, str], allow_private: bool) -> SendResult:
