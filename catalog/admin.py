@@ -39,7 +39,7 @@ class ProductAdmin(HistoryMixin, admin.ModelAdmin):
     list_filter = ("is_active", DeletedFilter, "currency", "created_at")
     search_fields = ("name", "=id", "merchant__email")
     list_select_related = ("merchant",)
-    readonly_fields = ("id", "currency", "created_at", "updated_at", "deleted_at")
+    readonly_fields = ("id", "currency", "stock", "created_at", "updated_at", "deleted_at")
     raw_id_fields = ("merchant",)
     date_hierarchy = "created_at"
     actions = ("deactivate", "activate", "soft_delete")
@@ -68,7 +68,12 @@ class ProductAdmin(HistoryMixin, admin.ModelAdmin):
         if not change:
             obj.currency = obj.currency or settings.PLATFORM_CURRENCY
         with transaction.atomic():
-            super().save_model(request, obj, form, change)
+            if change:
+                # Only what this form changed: the stock is read-only here (units sell meanwhile) and the
+                # rest of the row is never written back from the page's copy.
+                obj.save(update_fields=[*(f for f in form.changed_data if f != "stock"), "updated_at"])
+            else:
+                super().save_model(request, obj, form, change)
             catalog_cache_bump_on_commit()
 
     def _bulk(self, request: HttpRequest, queryset: QuerySet[Product], message: str, **values: Any) -> None:

@@ -105,6 +105,19 @@ class ProductWriteSerializer(serializers.Serializer):
         return attrs
 
 
+class ProductPatchSerializer(ProductWriteSerializer):
+    """PATCH: the fields sent, and optionally the stock the change was based on (a stale one → 409)."""
+
+    expected_stock = StockField(
+        required=False, help_text="the stock this change was based on (null = unlimited); stale → 409 invalid_status"
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "expected_stock" in attrs and "stock" not in attrs:
+            raise serializers.ValidationError({"expected_stock": "Send it with the stock it guards."})
+        return super().validate(attrs)
+
+
 class CodesAddSerializer(serializers.Serializer):
     codes = serializers.ListField(
         child=serializers.CharField(min_length=1, max_length=200, trim_whitespace=False),

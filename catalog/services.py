@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from catalog.cache import catalog_cache_bump_on_commit
-from catalog.errors import NotAMerchant, ProductNotFound
+from catalog.errors import NotAMerchant, ProductNotFound, StockChanged
 from catalog.locks import lock_product
 from catalog.models import CodeStatus, Delivery, Product, ProductCode, ProductFile
 from config.db import retry_on_contention
@@ -24,6 +24,8 @@ from config.errors import ValidationFailed
 # What a merchant may change on a product (``currency`` follows the platform).
 # The delivery and a download's limits are set at creation (goods already sold were made with them).
 EDITABLE_FIELDS = frozenset({"name", "description", "price", "stock", "fulfillment", "is_active"})
+# ``expected_stock`` not given: a stock change is a plain set under the row lock.
+UNGUARDED: Any = object()
 MAX_CODES_PER_CALL = 1000
 MAX_CODE_LENGTH = 200
 
@@ -106,9 +108,12 @@ def product_create(
 
 
 @retry_on_contention()
-def product_update(*, merchant: User, product_id: str, **changes: Any) -> Product:
+def product_update(*, merchant: User, product_id: str, expected_stock: Any = UNGUARDED, **changes: Any) -> Product:
     """Changes a merchant's own live product (any of ``EDITABLE_FIELDS``; ``stock=None`` = unlimited).
 
+    Only the fields given, and of them only those that differ, are written. A stock change with
+    ``expected_stock`` (the stock the edit was based on, ``None`` = unlimited) is refused with StockChanged
+    (409) when the locked row's stock is no longer that value, so a stale form never puts sold units back.
     Locks: the product row. Raises ProductNotFound for another merchant's or a
     deleted product. Side effect: drops the public cache on commit.
     """
@@ -122,6 +127,12 @@ def product_update(*, merchant: User, product_id: str, **changes: Any) -> Produc
         if "stock" in changes and product.delivery == Delivery.CODES:
             raise ValidationFailed(
                 "A code pool's stock is the number of its unsold codes; upload codes.", param="stock"
+            )
+        if "stock" in changes and expected_stock is not UNGUARDED and product.stock != expected_stock:
+            now = "unlimited" if product.stock is None else product.stock
+            raise StockChanged(
+                f"The stock changed since this edit was based on it (it is now {now}): reload and retry.",
+                param="stock",
             )
         if product.delivery == Delivery.TEXT and "fulfillment" in changes and not changes["fulfillment"].strip():
             raise ValidationFailed("A text product needs its fulfillment.", param="fulfillment")

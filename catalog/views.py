@@ -29,6 +29,7 @@ from catalog.serializers import (
     ProductCodeSerializer,
     ProductFileSerializer,
     ProductFileUploadSerializer,
+    ProductPatchSerializer,
     ProductSerializer,
     ProductWriteSerializer,
 )
@@ -115,13 +116,13 @@ class ProductDetailView(_PublicReadOwnerWrite):
         return Response(selectors.product_public_data(product_id))
 
     @extend_schema(
-        request=ProductWriteSerializer,
-        responses={200: OwnProductSerializer, **errors(400, 401, 403, 404, 429)},
+        request=ProductPatchSerializer,
+        responses={200: OwnProductSerializer, **errors(400, 401, 403, 404, 409, 429)},
         tags=["products"],
         summary="Update an own product (only the fields sent)",
     )
     def patch(self, request: Request, product_id: str) -> Response:
-        serializer = ProductWriteSerializer(data=request.data, partial=True)
+        serializer = ProductPatchSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         product = services.product_update(
             merchant=signed_in_user(request),

@@ -6,8 +6,12 @@ The one value type every app uses. No floats, no Decimal in the API.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
+from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -110,3 +114,68 @@ class CurrencyField(serializers.CharField):
         if value not in SUPPORTED:
             raise serializers.ValidationError(f"Unsupported currency {value!r}.")
         return value
+
+
+def minor_unit_digits(currency: str) -> int:
+    return 0 if currency in ZERO_DECIMAL else 2
+
+
+def to_major(amount: int, currency: str) -> str:
+    """1050 usd → ``"10.50"`` (the text a form shows)."""
+    digits = minor_unit_digits(currency)
+    if not digits:
+        return str(amount)
+    major, minor = divmod(amount, 10**digits)
+    return f"{major}.{minor:0{digits}d}"
+
+
+class MoneyFormField(forms.Field):
+    """A form's amount typed in major units (``10.50``) → integer minor units (1050), Decimal arithmetic only.
+
+    Every form with money uses it (the dashboard's and the admin's): text that is not a plain finite number,
+    more decimals than the currency has, or a magnitude beyond ``MAX_AMOUNT`` (``1e999999999`` included,
+    checked on the exponent before any arithmetic) is a form error, never an exception.
+    """
+
+    INVALID = "Enter an amount such as 10.50."
+
+    def __init__(self, *, max_amount: int | None = None, currency: str | None = None, **kwargs: Any) -> None:
+        self.currency = currency or settings.PLATFORM_CURRENCY
+        self.max_amount = max_amount
+        kwargs.setdefault("help_text", f"in {self.currency.upper()}, e.g. 10.50")
+        kwargs.setdefault("widget", forms.TextInput(attrs={"inputmode": "decimal", "maxlength": 20}))
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return to_major(value, self.currency)
+        return value
+
+    def to_python(self, value: Any) -> int | None:  # type: ignore[override]
+        text = str(value if value is not None else "").strip().replace(",", "")
+        if not text:
+            return None
+        if len(text) > 20:
+            raise ValidationError(self.INVALID, code="invalid")
+        digits = minor_unit_digits(self.currency)
+        try:
+            number = Decimal(text)
+        except InvalidOperation as exc:
+            raise ValidationError(self.INVALID, code="invalid") from exc
+        if not number.is_finite():
+            raise ValidationError(self.INVALID, code="invalid")
+        ceiling = self.max_amount if self.max_amount is not None else MAX_AMOUNT
+        # adjusted() is the exponent of the leading digit: no arithmetic on 1e999999999 ever happens.
+        if number and number.adjusted() + digits > len(str(MAX_AMOUNT)):
+            raise ValidationError(f"Must be at most {to_major(ceiling, self.currency)}.", code="max_value")
+        with localcontext() as context:
+            context.prec = 50
+            minor = number.scaleb(digits)
+            if minor != minor.to_integral_value():
+                raise ValidationError(f"Use at most {digits} decimal places.", code="invalid")
+            amount = int(minor)
+        if amount <= 0:
+            raise ValidationError("Must be more than zero.", code="min_value")
+        if amount > ceiling:
+            raise ValidationError(f"Must be at most {to_major(ceiling, self.currency)}.", code="max_value")
+        return amount

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import forms
@@ -11,58 +10,10 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 
 from catalog.serializers import MAX_STOCK
-from config.money import ZERO_DECIMAL
+from config.money import MoneyFormField
 
-
-def minor_unit_digits(currency: str) -> int:
-    return 0 if currency in ZERO_DECIMAL else 2
-
-
-def to_major(amount: int, currency: str) -> str:
-    digits = minor_unit_digits(currency)
-    if not digits:
-        return str(amount)
-    major, minor = divmod(amount, 10**digits)
-    return f"{major}.{minor:0{digits}d}"
-
-
-class MoneyField(forms.Field):
-    """``10.50`` → 1050 (in the platform currency's minor unit), with Decimal arithmetic only."""
-
-    def __init__(self, *, max_amount: int | None = None, **kwargs: Any) -> None:
-        self.currency = settings.PLATFORM_CURRENCY
-        self.max_amount = max_amount
-        kwargs.setdefault("help_text", f"in {self.currency.upper()}, e.g. 10.50")
-        kwargs.setdefault("widget", forms.TextInput(attrs={"inputmode": "decimal", "maxlength": 20}))
-        super().__init__(**kwargs)
-
-    def prepare_value(self, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return to_major(value, self.currency)
-        return value
-
-    def to_python(self, value: Any) -> int | None:  # type: ignore[override]
-        text = str(value if value is not None else "").strip().replace(",", "")
-        if not text:
-            return None
-        if len(text) > 20:
-            raise ValidationError("Enter an amount such as 10.50.", code="invalid")
-        digits = minor_unit_digits(self.currency)
-        try:
-            number = Decimal(text)
-        except InvalidOperation as exc:
-            raise ValidationError("Enter an amount such as 10.50.", code="invalid") from exc
-        if not number.is_finite():
-            raise ValidationError("Enter an amount such as 10.50.", code="invalid")
-        minor = number.scaleb(digits)
-        if minor != minor.to_integral_value():
-            raise ValidationError(f"Use at most {digits} decimal places.", code="invalid")
-        amount = int(minor)
-        if amount <= 0:
-            raise ValidationError("Must be more than zero.", code="min_value")
-        if self.max_amount is not None and amount > self.max_amount:
-            raise ValidationError(f"Must be at most {to_major(self.max_amount, self.currency)}.", code="max_value")
-        return amount
+# The shared money field (config.money): absurd exponents are a form error there, not a 500.
+MoneyField = MoneyFormField
 
 
 class MerchantLoginForm(AuthenticationForm):
@@ -106,6 +57,42 @@ class ProductForm(forms.Form):
         if not value.strip():
             raise ValidationError("This field is required.", code="required")
         return value
+
+
+# The edit form was posted without the stock it showed (a hand-made post).
+UNSHOWN: Any = object()
+
+
+class ProductEditForm(ProductForm):
+    """The edit form also posts the stock it showed, so units sold meanwhile are never put back on sale."""
+
+    stock_based_on = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if "stock_based_on" not in self.data:  # a hand-made post: its stock is a plain set under the row lock
+            data["stock_based_on"] = UNSHOWN
+            return data
+        shown = (data.get("stock_based_on") or "").strip()
+        if shown != "unlimited" and not shown.isdigit():
+            raise ValidationError("This form is out of date: reload the page.", code="stale")
+        data["stock_based_on"] = None if shown == "unlimited" else int(shown)
+        return data
+
+    def changes(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The fields the merchant changed, and the guard of a stock change (``expected_stock``)."""
+        data = self.cleaned_data
+        changes = {f: data[f] for f in self.changed_data if f in data and f not in ("stock", "stock_based_on")}
+        shown = data.get("stock_based_on", UNSHOWN)
+        if shown is UNSHOWN:
+            return ({**changes, "stock": data["stock"]} if "stock" in self.changed_data else changes), {}
+        if data["stock"] != shown:
+            return {**changes, "stock": data["stock"]}, {"expected_stock": shown}
+        return changes, {}
+
+
+def stock_shown(stock: int | None) -> str:
+    return "unlimited" if stock is None else str(stock)
 
 
 class RefundForm(forms.Form):

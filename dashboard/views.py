@@ -31,10 +31,12 @@ from catalog.errors import ProductNotFound
 from config.errors import DomainError
 from dashboard.forms import (
     MerchantLoginForm,
+    ProductEditForm,
     ProductForm,
     RefundForm,
     WebhookEndpointForm,
     WithdrawalForm,
+    stock_shown,
 )
 from orders import selectors as order_selectors
 from orders.errors import OrderNotFound
@@ -155,12 +157,12 @@ def product_edit(request: HttpRequest, product_id: str) -> HttpResponse:
         messages.error(request, "A deleted product cannot be edited.")
         return redirect("dashboard:products")
     initial = {field: getattr(product, field) for field in catalog_services.EDITABLE_FIELDS}
-    form = ProductForm(request.POST or None, initial=initial)
+    initial["stock_based_on"] = stock_shown(product.stock)
+    form = ProductEditForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
+        changes, guard = form.changes()  # only what the merchant changed; stock guarded by what the page showed
         try:
-            catalog_services.product_update(
-                merchant=signed_in_user(request), product_id=product.id, **form.cleaned_data
-            )
+            catalog_services.product_update(merchant=signed_in_user(request), product_id=product.id, **changes, **guard)
         except DomainError as error:
             _form_error(form, error)
         else:
