@@ -31,6 +31,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "*.serializers",
             "*.webhook_views",
             "*.webhook_serializers",
+            "*.goods_views",
+            "*.goods_serializers",
             "*.urls",
             "*.admin",
             "*.apps",

@@ -226,6 +226,7 @@ REST_FRAMEWORK = {
         "payments": "30/min",
         "refunds": "30/min",
         "withdrawals": "10/min",
+        "licenses": "60/min",
         "user": "600/min",
         "anon": "300/min",
     },
@@ -372,6 +373,16 @@ if EMAIL_URL.startswith("filemail:"):
     EMAIL_FILE_PATH = "/" + EMAIL_URL.split("://", 1)[1].lstrip("/")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Payments <no-reply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Where the platform is reached from outside: the links in emails (download links) start with it.
+PUBLIC_URL = env.str("PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+# --- product files -----------------------------------------------------------
+
+MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(VAR_DIR / "media"))
+MEDIA_URL = "media/"  # never served as such: files go out through GET downloads/{token}
+MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=100 * 1024 * 1024)
+# Uploads above this are spooled to a temporary file, never held in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 SILENCED_SYSTEM_CHECKS: list[str] = []
 if STRIPE_API_BASE:
