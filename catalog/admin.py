@@ -13,9 +13,15 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from catalog.cache import catalog_cache_bump_on_commit
-from catalog.models import Product
-from config.admin import HistoryMixin
+from catalog.models import Delivery, Product, ProductCode, ProductFile
+from config.admin import HistoryMixin, ReadOnlyAdmin, ReadOnlyInline
 from config.audit import audit_reason
+
+
+class ProductFileInline(ReadOnlyInline):
+    model = ProductFile
+    fields = ("name", "size", "sha256", "content_type", "uploaded_at")
+    readonly_fields = fields
 
 
 class DeletedFilter(admin.SimpleListFilter):
@@ -39,7 +45,10 @@ class ProductAdmin(HistoryMixin, admin.ModelAdmin):
     list_filter = ("is_active", DeletedFilter, "currency", "created_at")
     search_fields = ("name", "=id", "merchant__email")
     list_select_related = ("merchant",)
-    readonly_fields = ("id", "currency", "stock", "created_at", "updated_at", "deleted_at")
+    readonly_fields = (
+        "id", "currency", "stock", "delivery", "download_limit", "download_ttl_hours", "created_at", "updated_at",
+        "deleted_at",
+    )  # fmt: skip
     raw_id_fields = ("merchant",)
     date_hierarchy = "created_at"
     actions = ("deactivate", "activate", "soft_delete")
@@ -52,12 +61,18 @@ class ProductAdmin(HistoryMixin, admin.ModelAdmin):
         "currency",
         "stock",
         "is_active",
+        "delivery",
+        "download_limit",
+        "download_ttl_hours",
         "fulfillment",
         "created_at",
         "updated_at",
         "deleted_at",
         "audit_history",
     )
+
+    def get_inlines(self, request: HttpRequest, obj: Product | None) -> list[type[admin.options.InlineModelAdmin]]:
+        return [ProductFileInline] if obj is not None and obj.delivery == Delivery.FILE else []
 
     def has_delete_permission(self, request: HttpRequest, obj: Product | None = None) -> bool:
         # Products are kept for orders and audit: staff soft-delete them instead.
@@ -93,3 +108,14 @@ class ProductAdmin(HistoryMixin, admin.ModelAdmin):
     @admin.action(description="Soft-delete (hidden, kept for orders)")
     def soft_delete(self, request: HttpRequest, queryset: QuerySet[Product]) -> None:
         self._bulk(request, queryset.filter(deleted_at__isnull=True), "deleted", deleted_at=timezone.now())
+
+
+@admin.register(ProductCode)
+class ProductCodeAdmin(ReadOnlyAdmin):
+    """The code pools: each code's status and the order holding it (codes change only through services)."""
+
+    list_display = ("code", "product", "status", "order_id", "sold_at", "created_at")
+    list_filter = ("status",)
+    search_fields = ("=code", "=product__id", "=order_id")
+    list_select_related = ("product",)
+    raw_id_fields = ("product",)

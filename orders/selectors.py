@@ -15,8 +15,8 @@ from payments.models import Refund
 
 
 def orders_of_buyer(*, buyer: User) -> QuerySet[Order]:
-    """The buyer's orders, newest first (the payment joined for its client_secret)."""
-    return Order.objects.filter(buyer=buyer).select_related("payment")
+    """The buyer's orders, newest first (the payment joined for its client_secret, the goods fetched at once)."""
+    return Order.objects.filter(buyer=buyer).select_related("payment").prefetch_related("goods")
 
 
 def order_of_buyer(*, buyer: User, order_id: str) -> Order:

@@ -293,3 +293,27 @@ def test_goods_when_revoked_then_codes_revoked_and_never_sold_again(
     assert buy(customer_api, product.pk).json()["error"]["code"] == "out_of_stock"
     again = client_for(merchant).post(f"/api/v1/products/{product.pk}/codes", {"codes": ["ONLY"]}, format="json")
     assert again.status_code == 400
+
+
+def test_card_reservation_when_it_closes_unpaid_then_its_codes_go_back_to_the_pool(
+    merchant: Any, customer: Any
+) -> None:
+    from orders.models import OrderStatus
+    from orders.services.cancel import order_close_pending
+    from tests.orders.conftest import reserve
+
+    product = _product(merchant, "codes")
+    product_codes_add(merchant=merchant, product_id=product.pk, codes=["R-1", "R-2"])
+
+    order = reserve(customer, product)
+    held = ProductCode.objects.get(order_id=order.pk)
+    assert (held.code, held.status) == ("R-1", CodeStatus.SOLD)
+    product.refresh_from_db()
+    assert product.stock == 1
+
+    order_close_pending(order_id=order.pk, to=OrderStatus.CANCELED)
+
+    held.refresh_from_db()
+    product.refresh_from_db()
+    assert (held.status, held.order_id, product.stock) == (CodeStatus.AVAILABLE, "", 2)
+    assert not Goods.objects.filter(order_id=order.pk).exists()
