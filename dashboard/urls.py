@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboard import balance_pages, overview, sales_pages, views, webhook_pages
+from dashboard import balance_pages, overview, product_pages, sales_pages, views, webhook_pages
 
 app_name = "dashboard"
 
@@ -8,8 +8,11 @@ urlpatterns = [
     path("", overview.home, name="home"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
-    path("products/", views.products, name="products"),
-    path("products/new/", views.product_create, name="product-create"),
+    path("products/", product_pages.products, name="products"),
+    path("products/new/", product_pages.product_create, name="product-create"),
+    path("products/<str:product_id>/", product_pages.product_detail, name="product"),
+    path("products/<str:product_id>/codes/", product_pages.product_codes_upload, name="product-codes"),
+    path("products/<str:product_id>/file/", product_pages.product_file_upload, name="product-file"),
     path("products/<str:product_id>/edit/", views.product_edit, name="product-edit"),
     path("products/<str:product_id>/delete/", views.product_delete, name="product-delete"),
     path("sales/", sales_pages.sales, name="sales"),

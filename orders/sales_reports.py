@@ -127,3 +127,14 @@ def sales_csv_rows(orders: QuerySet[Order]) -> Iterator[tuple[str | int, ...]]:
             order.status,
             refunded,
         )
+
+
+def units_sold_by_product(*, merchant: User, product_ids: list[str]) -> dict[str, int]:
+    """Units of each product in the merchant's paid orders (refunded ones included): the products page's "sold"."""
+    rows = (
+        Order.objects.filter(merchant=merchant, product_id__in=product_ids, status__in=PAID_STATUSES)
+        .order_by()
+        .values("product_id")
+        .annotate(units=Sum("quantity"))
+    )
+    return {row["product_id"]: row["units"] for row in rows}

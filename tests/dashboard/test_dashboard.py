@@ -163,7 +163,7 @@ def test_forms_when_csrf_token_sent_then_accepted(merchant):
 def test_product_create_when_form_valid_then_product_in_public_api(dashboard, merchant, api):
     response = dashboard.post("/dashboard/products/new/", PRODUCT_FORM)
 
-    assert response.status_code == 302 and response["Location"] == "/dashboard/products/"
+    assert response.status_code == 302 and response["Location"].startswith("/dashboard/products/prd_")
     listed = api.get("/api/v1/products", {"merchant": merchant.id}).json()["results"]
     assert len(listed) == 1
     item = listed[0]

@@ -313,3 +313,82 @@ def test_webhook_portal_when_rotated_and_tested_then_new_secret_once_and_receive
 
     disabled = dashboard.post(f"/dashboard/webhooks/{endpoint_id}/toggle/", {"enabled": "0"}, follow=True)
     assert "Endpoint disabled" in disabled.content.decode()
+
+
+# --- products: code pools, files, sold counts -----------------------------------------------------------
+
+
+def _codes_product(dashboard: Client) -> str:
+    response = dashboard.post(
+        "/dashboard/products/new/", {"name": "Game keys", "price": "4.00", "delivery": "codes", "is_active": "on"}
+    )
+    assert response.status_code == 302, response.context and response.context["form"].errors
+    return response["Location"].rstrip("/").split("/")[-1]
+
+
+def test_product_codes_when_uploaded_from_text_file_then_stock_and_statuses_shown(
+    dashboard: Client, merchant: Any
+) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    product_id = _codes_product(dashboard)
+    upload = SimpleUploadedFile("codes.txt", b"AAA-1\nBBB-2\n\nCCC-3\n", content_type="text/plain")
+
+    response = dashboard.post(f"/dashboard/products/{product_id}/codes/", {"codes_file": upload}, follow=True)
+
+    page = response.content.decode()
+    assert "Added 3 codes; 3 available to sell." in page
+    assert '<dd id="stock">3</dd>' in page and "AAA-1" in page and "Available" in page
+    buyer = CustomerFactory()
+    wallet_adjust(account_id=wallet_id_for(user_id=buyer.pk, role=buyer.role), amount=5000, reason="t", actor=None)
+    bought = client_for(buyer).post(
+        "/api/v1/orders", {"product": product_id, "payment_method": "wallet"}, format="json"
+    )
+    assert bought.status_code == 201, bought.content
+    page = dashboard.get(f"/dashboard/products/{product_id}/").content.decode()
+    assert '<dd id="stock">2</dd>' in page and '<dd id="sold">1</dd>' in page
+    assert "Sold" in page and bought.json()["id"] in page
+    listing = dashboard.get("/dashboard/products/").content.decode()
+    assert '<td class="num">2</td>\n      <td class="num">1</td>' in listing  # stock, sold
+
+    again = SimpleUploadedFile("codes.txt", b"DDD-4\nAAA-1\n", content_type="text/plain")
+    refused = dashboard.post(f"/dashboard/products/{product_id}/codes/", {"codes_file": again})
+    assert refused.status_code == 200
+    assert "already in the pool" in str(refused.context["codes_form"].errors["codes_file"])
+
+
+def test_product_file_when_uploaded_then_name_size_and_hash_shown(dashboard: Client) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = dashboard.post(
+        "/dashboard/products/new/", {"name": "E-book", "price": "9.00", "delivery": "file", "is_active": "on"}
+    )
+    product_id = response["Location"].rstrip("/").split("/")[-1]
+    upload = SimpleUploadedFile("book.pdf", b"%PDF-1.4 tiny", content_type="application/pdf")
+
+    page = dashboard.post(f"/dashboard/products/{product_id}/file/", {"file": upload}, follow=True).content.decode()
+
+    assert "Stored book.pdf (13 bytes" in page and 'id="product-file"' in page
+
+
+def test_product_create_when_text_without_content_or_codes_with_stock_then_errors_beside_fields(
+    dashboard: Client,
+) -> None:
+    text = dashboard.post("/dashboard/products/new/", {"name": "X", "price": "1.00", "delivery": "text"})
+    assert "needs the content" in str(text.context["form"].errors["fulfillment"])
+    codes = dashboard.post(
+        "/dashboard/products/new/", {"name": "X", "price": "1.00", "delivery": "codes", "stock": "3"}
+    )
+    assert "leave it empty" in str(codes.context["form"].errors["stock"])
+    assert 'class="field invalid"' in codes.content.decode()
+
+
+def test_product_pages_when_other_merchants_product_then_404(dashboard: Client) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    theirs = ProductFactory(merchant=MerchantFactory())
+    assert dashboard.get(f"/dashboard/products/{theirs.id}/").status_code == 404
+    upload = SimpleUploadedFile("codes.txt", b"X\n")
+    assert dashboard.post(f"/dashboard/products/{theirs.id}/codes/", {"codes_file": upload}).status_code == 404
+    upload = SimpleUploadedFile("f.bin", b"X")
+    assert dashboard.post(f"/dashboard/products/{theirs.id}/file/", {"file": upload}).status_code == 404
