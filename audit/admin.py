@@ -45,6 +45,9 @@ class EventAdmin(ReadOnlyAdmin):
     def reason(self, event: Any) -> str:
         return str(self._meta(event).get("reason") or "")
 
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Whoever may look at the tracked model may read its trail.
         tracked = self.model.pgh_tracked_model  # type: ignore[attr-defined]

@@ -79,7 +79,11 @@ class BackOfficeSite(admin.AdminSite):
     site_title = "Back office"
     index_title = "Work queues"
     login_form = StaffSignInForm
+    login_template = "admin/backoffice_login.html"
     index_template = "admin/backoffice_index.html"
+
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        return super().login(request, {**(extra_context or {}), "otp_required": settings.STAFF_OTP_REQUIRED})
 
     def has_permission(self, request: HttpRequest) -> bool:
         if not super().has_permission(request):
