@@ -83,7 +83,7 @@ class ProductCollectionView(_PublicReadOwnerWrite):
     )
     def get(self, request: Request) -> Response:
         products = self.filter_queryset(selectors.products_public())
-        page = self.paginate_queryset(public_rows(products))  # type: ignore[arg-type]
+        page = self.paginate_queryset(public_rows(products))
         return self.get_paginated_response([public_product(row) for row in page or ()])
 
     @extend_schema(

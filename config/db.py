@@ -93,7 +93,7 @@ def insert_unless_taken(instance: models.Model, *, unique: tuple[str, ...]) -> b
     commit, then inserts nothing, so exactly one caller ever claims a key.
     """
     insert, values = insert_values(instance)
-    pk = connection.ops.quote_name(str(instance._meta.pk.column))  # type: ignore[union-attr]
+    pk = connection.ops.quote_name(str(instance._meta.pk.column))
     conflict = ", ".join(connection.ops.quote_name(column) for column in unique)
     with prepared_cursor() as cursor:
         cursor.execute(f"{insert} ON CONFLICT ({conflict}) DO NOTHING RETURNING {pk}", values)
@@ -152,7 +152,7 @@ def prepared_cursor() -> CursorWrapper:
 def _preparing_cursor_class() -> type:
     from django.db.backends.postgresql.base import ServerBindingCursor
 
-    class PreparingCursor(ServerBindingCursor):  # type: ignore[misc,valid-type]
+    class PreparingCursor(ServerBindingCursor):
         def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
             query, params = context_in_statement(query, params)
             return super().execute(query, params, prepare=True)  # type: ignore[misc]

@@ -123,7 +123,7 @@ def request_scope(request: HttpRequest) -> str:
     parts = header.split()
     if len(parts) == 2 and parts[0] in jwt_settings.AUTH_HEADER_TYPES:
         try:
-            token = AccessToken(parts[1])  # type: ignore[arg-type]
+            token = AccessToken(parts[1])
         except TokenError:
             token = None
         if token is not None:

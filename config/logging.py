@@ -28,7 +28,7 @@ class JsonFormatter(_JsonFormatter):
         moment = datetime.fromtimestamp(record.created, tz=UTC)
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-    def process_log_record(self, log_record: dict) -> dict:  # type: ignore[override]
+    def process_log_record(self, log_record: dict) -> dict:
         for key in ("request_id", "user_id"):
             if log_record.get(key) is None:
                 log_record.pop(key, None)

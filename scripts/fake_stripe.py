@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         dirty["flag"] = True
 
     # Replace localstripe's write-through pickling of /tmp with ours.
-    resources.Store.dump_to_disk = mark_dirty  # type: ignore[method-assign,assignment]
-    resources.Store.try_load_from_disk = lambda self: load()  # type: ignore[method-assign]
+    resources.Store.dump_to_disk = mark_dirty
+    resources.Store.try_load_from_disk = lambda self: load()
     load()
 
     loop_start = {"t": 0.0}

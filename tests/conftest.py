@@ -5,6 +5,7 @@ import os
 import pytest
 from rest_framework.test import APIClient
 
+from accounts.models import User
 from accounts.services import tokens_for
 from tests.factories import CustomerFactory, MerchantFactory, StaffFactory
 
@@ -43,26 +44,33 @@ def api():
     return APIClient()
 
 
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens_for(user)['access']}")
-    client.user = user
-    return client
+class SignedInClient(APIClient):
+    """An API client that sends ``user``'s bearer token (``authorization``) with every request."""
+
+    def __init__(self, user: User) -> None:
+        super().__init__()
+        self.user = user
+        self.authorization = f"Bearer {tokens_for(user)['access']}"
+        self.credentials(HTTP_AUTHORIZATION=self.authorization)
+
+
+def client_for(user: User) -> SignedInClient:
+    return SignedInClient(user)
 
 
 @pytest.fixture
 def customer(db):
-    return CustomerFactory()
+    return CustomerFactory.create()
 
 
 @pytest.fixture
 def merchant(db):
-    return MerchantFactory()
+    return MerchantFactory.create()
 
 
 @pytest.fixture
 def staff(db):
-    return StaffFactory()
+    return StaffFactory.create()
 
 
 @pytest.fixture
@@ -144,7 +152,8 @@ def fake_stripe_server():
         except requests.ConnectionError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(f"fake Stripe server did not start: {proc.stderr.read().decode()[-2000:]}") from None
+                stderr = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"fake Stripe server did not start: {stderr[-2000:]}") from None
             time.sleep(0.1)
     yield url
     proc.terminate()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import factory
 from django.conf import settings
 
@@ -11,7 +13,7 @@ from catalog.models import Product
 PASSWORD = "correct-horse-battery-staple"
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class UserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
         model = User
         skip_postgeneration_save = True
@@ -22,10 +24,11 @@ class UserFactory(factory.django.DjangoModelFactory):
     last_name = factory.Sequence(lambda n: f"User{n}")
     password = factory.PostGenerationMethodCall("set_password", PASSWORD)
 
-    @factory.post_generation
-    def _save(obj, create, extracted, **kwargs):
+    @classmethod
+    def _after_postgeneration(cls, instance: User, create: bool, results: dict[str, Any] | None = None) -> None:
+        """Saves once more after ``set_password`` (``skip_postgeneration_save`` stops factory-boy doing it)."""
         if create:
-            obj.save()
+            instance.save()
 
 
 class CustomerFactory(UserFactory):
@@ -42,7 +45,7 @@ class StaffFactory(UserFactory):
     is_superuser = True
 
 
-class ProductFactory(factory.django.DjangoModelFactory):
+class ProductFactory(factory.django.DjangoModelFactory[Product]):
     class Meta:
         model = Product
 

@@ -285,7 +285,7 @@ def ledger_post_statement(
     rows = ", ".join(["(%s, %s, %s::bigint)"] * len(moving))
     params += [now, entry.pk]  # the SELECT's two, ahead of the VALUES
     for leg in moving:
-        params += [Posting._meta.pk.get_default(), leg.account_id, leg.amount]  # type: ignore[union-attr]
+        params += [Posting._meta.pk.get_default(), leg.account_id, leg.amount]
     balances = " UNION ALL ".join(f"SELECT id, balance FROM {name}" for name in wallet_ctes)  # noqa: S608
     join = f" LEFT JOIN ({balances}) AS w ON w.id = v.account_id" if wallet_ctes else ""
     after_column = "w.balance" if wallet_ctes else "NULL::bigint"

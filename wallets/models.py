@@ -93,7 +93,7 @@ class ImmutableQuerySet(models.QuerySet):
     def update(self, **kwargs: Any) -> NoReturn:
         raise TypeError("ledger rows are immutable")
 
-    def delete(self) -> NoReturn:  # type: ignore[override]
+    def delete(self) -> NoReturn:
         raise TypeError("ledger rows are immutable")
 
 
@@ -109,7 +109,7 @@ class ImmutableModel(models.Model):
         kwargs["force_insert"] = True
         super().save(*args, **kwargs)
 
-    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise TypeError("ledger rows are immutable")
 
 

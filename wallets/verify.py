@@ -190,7 +190,7 @@ def ledger_size() -> dict[str, int]:
         cursor.execute(
             f"SELECT (SELECT COUNT(*) FROM {ACCOUNT}), (SELECT COUNT(*) FROM {ENTRY}), (SELECT COUNT(*) FROM {POSTING})"  # noqa: S608
         )
-        accounts, entries, postings = cursor.fetchone()  # type: ignore[misc]
+        accounts, entries, postings = cursor.fetchone()
     return {"accounts": accounts, "entries": entries, "postings": postings}
 
 

@@ -34,7 +34,7 @@ def test_admin_add_user_when_email_mixed_case_then_stored_lowercase_and_can_log_
 
 
 def test_admin_add_user_when_email_taken_in_other_case_then_form_error_and_no_user(admin_client):
-    existing = CustomerFactory()
+    existing = CustomerFactory.create()
 
     response = _add(admin_client, existing.email.upper())
 
@@ -44,7 +44,7 @@ def test_admin_add_user_when_email_taken_in_other_case_then_form_error_and_no_us
 
 
 def test_admin_edit_user_when_email_changed_to_other_users_in_other_case_then_refused(admin_client):
-    first, second = CustomerFactory(), CustomerFactory()
+    first, second = CustomerFactory.create(), CustomerFactory.create()
     page = admin_client.get(f"/admin/accounts/user/{second.pk}/change/")
     assert page.status_code == 200
     form = page.context["adminform"].form

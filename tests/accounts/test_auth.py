@@ -132,7 +132,7 @@ def test_token_when_email_unknown_then_401_authentication_failed(api):
 
 
 def test_token_when_user_inactive_then_401(api):
-    user = CustomerFactory(is_active=False)
+    user = CustomerFactory.create(is_active=False)
 
     assert_error(_login(api, user.email), 401, "authentication_failed")
 
@@ -203,7 +203,7 @@ def test_logout_when_not_authenticated_then_401(api, customer):
 
 
 def test_logout_when_refresh_token_of_someone_else_then_401_and_token_still_works(api, customer):
-    other = CustomerFactory()
+    other = CustomerFactory.create()
     others_refresh = _login(api, other.email).json()["refresh"]
 
     response = client_for(customer).post(LOGOUT, {"refresh": others_refresh}, format="json")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from django.core import mail
+from django.core.mail import EmailMultiAlternatives
 
 from accounts.mail import mail_send_once
 from accounts.models import SentEmail, SentEmailStatus
@@ -38,7 +39,8 @@ def test_mail_send_once_when_sent_twice_then_one_message_with_both_parts(probe_t
     assert message.subject == "Hello Ann"
     assert message.to == ["a@example.com"]
     assert message.body == "text for Ann"
-    assert message.alternatives[0][0] == "<p>html for Ann</p>"  # type: ignore[index]
+    assert isinstance(message, EmailMultiAlternatives)
+    assert message.alternatives[0][0] == "<p>html for Ann</p>"
     assert SentEmail.objects.get(key="k1").status == SentEmailStatus.SENT
 
 

@@ -17,7 +17,7 @@ RACERS = 8
 
 
 def test_refresh_when_same_token_raced_by_8_threads_then_exactly_one_new_pair():
-    refresh = tokens_for(CustomerFactory())["refresh"]
+    refresh = tokens_for(CustomerFactory.create())["refresh"]
     barrier = threading.Barrier(RACERS)
     statuses: list[int] = []
     pairs: list[dict] = []

@@ -54,10 +54,10 @@ def _counts() -> dict[str, int]:
 @pytest.fixture
 def world(db):
     """A funded customer, a merchant with a product, and their clients."""
-    customer = CustomerFactory()
-    merchant = MerchantFactory()
+    customer = CustomerFactory.create()
+    merchant = MerchantFactory.create()
     fund(customer, 1_000_000)
-    product = ProductFactory(merchant=merchant, price=1000, stock=100)
+    product = ProductFactory.create(merchant=merchant, price=1000, stock=100)
     return {
         "customer": client_for(customer),
         "merchant": client_for(merchant),

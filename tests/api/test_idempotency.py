@@ -336,7 +336,9 @@ def test_middleware_when_view_answers_5xx_after_work_then_kept_and_replayed(stat
 def test_middleware_when_answer_holds_secrets_then_table_keeps_none_and_replay_names_them():
     body = {"id": "whk_1", "secret": "whsec_abc", "nested": {"client_secret": "pi_1_secret_2"}, "url": "u"}
     first, _ = _middleware_call(lambda: JsonResponse(body, status=201))
-    stored = bytes(IdempotencyKey.objects.get().response_body)
+    row = IdempotencyKey.objects.get()
+    assert row.response_body is not None
+    stored = bytes(row.response_body)
 
     second, _ = _middleware_call(lambda: HttpResponse("must not run", status=200))
 
@@ -402,7 +404,7 @@ def test_order_refused_402_when_retried_after_funding_then_replays_the_refusal(c
     from tests.api.helpers import fund
     from tests.factories import ProductFactory
 
-    product = ProductFactory(price=1000, stock=5)
+    product = ProductFactory.create(price=1000, stock=5)
     body = {"product": product.pk, "payment_method": "wallet"}
     refused = _post(customer_api, "/api/v1/orders", body, "buy-1")
     assert_error(refused, 402, "insufficient_funds")
@@ -440,10 +442,10 @@ def test_order_key_when_used_by_another_customer_then_their_own_order(customer_a
     from tests.api.helpers import fund
     from tests.factories import CustomerFactory, ProductFactory
 
-    other = CustomerFactory()
+    other = CustomerFactory.create()
     fund(customer_api.user, 5000)
     fund(other, 5000)
-    product = ProductFactory(price=1000, stock=5)
+    product = ProductFactory.create(price=1000, stock=5)
     body = {"product": product.pk, "payment_method": "wallet"}
 
     mine = _post(customer_api, "/api/v1/orders", body, "shared-key")

@@ -51,9 +51,9 @@ def _assert_one_performed(responses: list, created_status: int) -> bytes:
 
 @pytest.mark.django_db(transaction=True)
 def test_order_post_when_20_identical_requests_race_with_one_key_then_one_order_and_one_entry():
-    buyer = CustomerFactory()
+    buyer = CustomerFactory.create()
     wallet = fund(buyer, 100_000)
-    product = ProductFactory(price=1000, stock=50)
+    product = ProductFactory.create(price=1000, stock=50)
     body = {"product": product.pk, "quantity": 1, "payment_method": "wallet"}
 
     responses = _race(lambda: client_for(buyer), "/api/v1/orders", body, "order-race-1")

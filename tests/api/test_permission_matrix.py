@@ -62,19 +62,19 @@ def _only(owner_status: int, owners: tuple[str, ...], others: int = 404, **overr
 @pytest.fixture
 def world(db):
     users = {
-        CUST: CustomerFactory(),
-        OTHER_CUST: CustomerFactory(),
-        MERCH: MerchantFactory(),
-        OTHER_MERCH: MerchantFactory(),
-        STAFF: StaffFactory(),
+        CUST: CustomerFactory.create(),
+        OTHER_CUST: CustomerFactory.create(),
+        MERCH: MerchantFactory.create(),
+        OTHER_MERCH: MerchantFactory.create(),
+        STAFF: StaffFactory.create(),
     }
     fund(users[CUST], 1_000_000)
     fund(users[OTHER_CUST], 1_000_000)
-    clients = {role: client_for(user) for role, user in users.items()}
+    clients: dict[str, APIClient] = {role: client_for(user) for role, user in users.items()}
     clients[ANON] = APIClient()
 
-    product = ProductFactory(merchant=users[MERCH], price=1000, stock=100)
-    spare_product = ProductFactory(merchant=users[MERCH], price=1000, stock=100)
+    product = ProductFactory.create(merchant=users[MERCH], price=1000, stock=100)
+    spare_product = ProductFactory.create(merchant=users[MERCH], price=1000, stock=100)
     bought = clients[CUST].post("/api/v1/orders", {"product": product.pk, "payment_method": "wallet"}, format="json")
     assert bought.status_code == 201, bought.content
     order = Order.objects.get(pk=bought.json()["id"])

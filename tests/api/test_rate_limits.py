@@ -80,7 +80,7 @@ def test_token_refresh_when_over_30_per_ip_then_429(scale_1):
 
 @pytest.mark.django_db
 def test_order_post_when_over_30_per_user_then_429_and_other_users_unaffected(scale_1):
-    buyer, other = client_for(CustomerFactory()), client_for(CustomerFactory())
+    buyer, other = client_for(CustomerFactory.create()), client_for(CustomerFactory.create())
 
     def send(i, client=buyer):
         return client.post("/api/v1/orders", {"product": f"prd_missing{i}", "payment_method": "wallet"}, format="json")
@@ -94,7 +94,7 @@ def test_order_post_when_over_30_per_user_then_429_and_other_users_unaffected(sc
 
 @pytest.mark.django_db
 def test_deposit_post_when_over_30_per_user_then_429(scale_1):
-    client = client_for(CustomerFactory())
+    client = client_for(CustomerFactory.create())
 
     def send(i):
         return client.post("/api/v1/wallet/deposits", {"amount": 0, "payment_method": "pm_x"}, format="json")
@@ -105,7 +105,7 @@ def test_deposit_post_when_over_30_per_user_then_429(scale_1):
 
 @pytest.mark.django_db
 def test_payment_method_post_when_over_30_per_user_then_429(scale_1):
-    client = client_for(CustomerFactory())
+    client = client_for(CustomerFactory.create())
 
     def send(i):
         return client.post("/api/v1/payment-methods", {}, format="json")
@@ -116,7 +116,7 @@ def test_payment_method_post_when_over_30_per_user_then_429(scale_1):
 
 @pytest.mark.django_db
 def test_refund_post_when_over_30_per_user_then_429(scale_1):
-    client = client_for(MerchantFactory())
+    client = client_for(MerchantFactory.create())
 
     def send(i):
         return client.post("/api/v1/refunds", {"order": f"ord_missing{i}"}, format="json")
@@ -127,7 +127,7 @@ def test_refund_post_when_over_30_per_user_then_429(scale_1):
 
 @pytest.mark.django_db
 def test_withdrawal_post_when_over_10_per_user_then_429(scale_1):
-    client = client_for(CustomerFactory())
+    client = client_for(CustomerFactory.create())
 
     def send(i):
         return client.post("/api/v1/wallet/withdrawals", {"amount": 0}, format="json")
@@ -140,7 +140,7 @@ def test_withdrawal_post_when_over_10_per_user_then_429(scale_1):
 @pytest.mark.django_db
 def test_throttle_scale_multiplies_every_limit(settings):
     settings.THROTTLE_SCALE = 2
-    client = client_for(CustomerFactory())
+    client = client_for(CustomerFactory.create())
 
     def send(i):
         return client.post("/api/v1/wallet/withdrawals", {"amount": 0}, format="json")
@@ -164,7 +164,7 @@ def test_throttle_scale_0_turns_limits_off(settings, customer):
 def test_rate_limited_post_with_idempotency_key_is_not_stored(scale_1):
     from accounts.models import IdempotencyKey
 
-    client = client_for(CustomerFactory())
+    client = client_for(CustomerFactory.create())
     for i in range(10):
         client.post("/api/v1/wallet/withdrawals", {"amount": 0}, format="json")
 

@@ -25,10 +25,10 @@ def _listed(response) -> set[str]:
 
 
 def test_admin_products_when_searching_then_by_name_id_or_merchant_email(admin_client):
-    merchant = MerchantFactory(email="shop@example.test")
-    by_merchant = ProductFactory(merchant=merchant, name="Alpha")
-    by_name = ProductFactory(name="Jazz loops")
-    other = ProductFactory(name="Other")
+    merchant = MerchantFactory.create(email="shop@example.test")
+    by_merchant = ProductFactory.create(merchant=merchant, name="Alpha")
+    by_name = ProductFactory.create(name="Jazz loops")
+    other = ProductFactory.create(name="Other")
 
     assert _listed(admin_client.get(URL, {"q": "shop@example.test"})) == {by_merchant.id}
     assert _listed(admin_client.get(URL, {"q": "jazz"})) == {by_name.id}
@@ -36,9 +36,9 @@ def test_admin_products_when_searching_then_by_name_id_or_merchant_email(admin_c
 
 
 def test_admin_products_when_filtered_then_by_active_and_deleted(admin_client):
-    live = ProductFactory()
-    inactive = ProductFactory(is_active=False)
-    deleted = ProductFactory()
+    live = ProductFactory.create()
+    inactive = ProductFactory.create(is_active=False)
+    deleted = ProductFactory.create()
     Product.objects.filter(pk=deleted.pk).update(deleted_at=deleted.created_at)
 
     assert _listed(admin_client.get(URL, {"deleted": "yes"})) == {deleted.id}
@@ -49,7 +49,7 @@ def test_admin_products_when_filtered_then_by_active_and_deleted(admin_client):
 def test_admin_products_when_soft_delete_action_then_hidden_from_cached_catalog(
     admin_client, api, django_capture_on_commit_callbacks
 ):
-    product = ProductFactory()
+    product = ProductFactory.create()
     assert api.get(f"/api/v1/products/{product.id}").status_code == 200
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -62,7 +62,7 @@ def test_admin_products_when_soft_delete_action_then_hidden_from_cached_catalog(
 
 
 def test_admin_products_when_edited_then_cached_catalog_shows_it(admin_client, api, django_capture_on_commit_callbacks):
-    product = ProductFactory(price=1000)
+    product = ProductFactory.create(price=1000)
     api.get(f"/api/v1/products/{product.id}")
     form = {
         "merchant": product.merchant_id,
@@ -82,7 +82,7 @@ def test_admin_products_when_edited_then_cached_catalog_shows_it(admin_client, a
 
 
 def test_admin_products_when_staff_then_no_hard_delete(admin_client):
-    product = ProductFactory()
+    product = ProductFactory.create()
 
     response = admin_client.post(f"{URL}{product.id}/delete/", {"post": "yes"})
 

@@ -22,10 +22,10 @@ def _ids(response) -> list[str]:
 
 
 def test_products_list_when_anonymous_then_only_public_products_newest_first(api):
-    older = ProductFactory()
-    newer = ProductFactory()
-    ProductFactory(is_active=False)
-    deleted = ProductFactory()
+    older = ProductFactory.create()
+    newer = ProductFactory.create()
+    ProductFactory.create(is_active=False)
+    deleted = ProductFactory.create()
     deleted.deleted_at = deleted.created_at
     deleted.save()
 
@@ -43,7 +43,7 @@ def test_products_list_when_anonymous_then_only_public_products_newest_first(api
 
 
 def test_product_detail_when_public_then_public_fields_only(api):
-    product = ProductFactory(stock=None)
+    product = ProductFactory.create(stock=None)
 
     response = api.get(f"/api/v1/products/{product.id}")
 
@@ -55,7 +55,7 @@ def test_product_detail_when_public_then_public_fields_only(api):
 
 
 def test_product_detail_when_owner_reads_publicly_then_no_fulfillment(merchant, merchant_api):
-    product = ProductFactory(merchant=merchant)
+    product = ProductFactory.create(merchant=merchant)
 
     response = merchant_api.get(f"/api/v1/products/{product.id}")
 
@@ -65,7 +65,7 @@ def test_product_detail_when_owner_reads_publicly_then_no_fulfillment(merchant, 
 
 @pytest.mark.parametrize("state", ["inactive", "deleted", "unknown"])
 def test_product_detail_when_not_public_then_404(api, state):
-    product = ProductFactory(is_active=state != "inactive")
+    product = ProductFactory.create(is_active=state != "inactive")
     if state == "deleted":
         product.deleted_at = product.created_at
         product.save()
@@ -75,7 +75,7 @@ def test_product_detail_when_not_public_then_404(api, state):
 
 
 def test_products_list_when_token_invalid_then_public_body_anyway(api):
-    ProductFactory()
+    ProductFactory.create()
     anonymous = api.get("/api/v1/products")
     api.credentials(HTTP_AUTHORIZATION="Bearer not-a-token")
 
@@ -89,8 +89,8 @@ def test_products_list_when_token_invalid_then_public_body_anyway(api):
 
 
 def test_products_list_when_filtered_by_merchant_then_only_theirs(api):
-    mine = ProductFactory()
-    ProductFactory()
+    mine = ProductFactory.create()
+    ProductFactory.create()
 
     response = api.get("/api/v1/products", {"merchant": mine.merchant_id})
 
@@ -98,9 +98,9 @@ def test_products_list_when_filtered_by_merchant_then_only_theirs(api):
 
 
 def test_products_list_when_searching_then_matches_name_or_description_case_insensitively(api):
-    by_name = ProductFactory(name="Jazz Loops Vol. 1")
-    by_description = ProductFactory(description="Smooth JAZZ samples")
-    ProductFactory(name="Rock", description="Guitars")
+    by_name = ProductFactory.create(name="Jazz Loops Vol. 1")
+    by_description = ProductFactory.create(description="Smooth JAZZ samples")
+    ProductFactory.create(name="Rock", description="Guitars")
 
     response = api.get("/api/v1/products", {"search": "jazz"})
 
@@ -108,18 +108,18 @@ def test_products_list_when_searching_then_matches_name_or_description_case_inse
 
 
 def test_products_list_when_price_bounds_then_inclusive_range(api):
-    cheap = ProductFactory(price=500)
-    middle = ProductFactory(price=1000)
-    ProductFactory(price=1500)
+    cheap = ProductFactory.create(price=500)
+    middle = ProductFactory.create(price=1000)
+    ProductFactory.create(price=1500)
 
     assert set(_ids(api.get("/api/v1/products", {"min_price": 1000, "max_price": 1000}))) == {middle.id}
     assert set(_ids(api.get("/api/v1/products", {"max_price": 1000}))) == {cheap.id, middle.id}
 
 
 def test_products_list_when_in_stock_then_unlimited_and_positive_stock_only(api):
-    unlimited = ProductFactory(stock=None)
-    some = ProductFactory(stock=1)
-    sold_out = ProductFactory(stock=0)
+    unlimited = ProductFactory.create(stock=None)
+    some = ProductFactory.create(stock=1)
+    sold_out = ProductFactory.create(stock=0)
 
     assert set(_ids(api.get("/api/v1/products", {"in_stock": "true"}))) == {unlimited.id, some.id}
     assert _ids(api.get("/api/v1/products", {"in_stock": "false"})) == [sold_out.id]
@@ -131,7 +131,7 @@ def test_products_list_when_price_filter_invalid_then_400(api, param, value):
 
 
 def test_products_list_when_paginated_then_cursor_walks_every_product_once(api):
-    products = [ProductFactory() for _ in range(5)]
+    products = [ProductFactory.create() for _ in range(5)]
 
     first = api.get("/api/v1/products", {"limit": 2})
     second = api.get(first.json()["next"])
@@ -144,7 +144,7 @@ def test_products_list_when_paginated_then_cursor_walks_every_product_once(api):
 
 
 def test_products_list_when_limit_above_100_then_capped(api):
-    merchant = MerchantFactory()
+    merchant = MerchantFactory.create()
     ProductFactory.create_batch(101, merchant=merchant)
 
     response = api.get("/api/v1/products", {"limit": 500})
@@ -245,7 +245,7 @@ def test_product_create_when_at_limits_then_accepted(merchant_api):
 
 
 def test_product_update_when_owner_then_only_sent_fields_change(merchant, merchant_api, api):
-    product = ProductFactory(merchant=merchant, price=1000, stock=5)
+    product = ProductFactory.create(merchant=merchant, price=1000, stock=5)
 
     response = merchant_api.patch(f"/api/v1/products/{product.id}", {"price": 1500, "stock": None}, format="json")
 
@@ -258,7 +258,7 @@ def test_product_update_when_owner_then_only_sent_fields_change(merchant, mercha
 
 
 def test_product_update_when_deactivated_then_hidden_and_owner_can_reactivate(merchant, merchant_api, api):
-    product = ProductFactory(merchant=merchant)
+    product = ProductFactory.create(merchant=merchant)
 
     merchant_api.patch(f"/api/v1/products/{product.id}", {"is_active": False}, format="json")
     hidden = api.get(f"/api/v1/products/{product.id}")
@@ -270,7 +270,7 @@ def test_product_update_when_deactivated_then_hidden_and_owner_can_reactivate(me
 
 @pytest.mark.parametrize("changes,param", [({"price": 0}, "price"), ({"name": ""}, "name"), ({"stock": -3}, "stock")])
 def test_product_update_when_invalid_then_400_and_unchanged(merchant, merchant_api, changes, param):
-    product = ProductFactory(merchant=merchant)
+    product = ProductFactory.create(merchant=merchant)
 
     assert_error(
         merchant_api.patch(f"/api/v1/products/{product.id}", changes, format="json"), 400, "validation_error", param
@@ -280,7 +280,7 @@ def test_product_update_when_invalid_then_400_and_unchanged(merchant, merchant_a
 
 
 def test_product_update_when_other_merchant_then_404(merchant_api):
-    product = ProductFactory()
+    product = ProductFactory.create()
 
     assert_error(merchant_api.patch(f"/api/v1/products/{product.id}", {"price": 1}, format="json"), 404, "not_found")
     product.refresh_from_db()
@@ -288,7 +288,7 @@ def test_product_update_when_other_merchant_then_404(merchant_api):
 
 
 def test_product_update_when_customer_then_403(customer_api):
-    product = ProductFactory()
+    product = ProductFactory.create()
 
     response = customer_api.patch(f"/api/v1/products/{product.id}", {"price": 1}, format="json")
 
@@ -296,7 +296,7 @@ def test_product_update_when_customer_then_403(customer_api):
 
 
 def test_product_update_when_staff_then_403(staff_api):
-    product = ProductFactory()
+    product = ProductFactory.create()
 
     assert_error(
         staff_api.patch(f"/api/v1/products/{product.id}", {"price": 1}, format="json"), 403, "permission_denied"
@@ -304,13 +304,13 @@ def test_product_update_when_staff_then_403(staff_api):
 
 
 def test_product_update_when_anonymous_then_401(api):
-    product = ProductFactory()
+    product = ProductFactory.create()
 
     assert_error(api.patch(f"/api/v1/products/{product.id}", {"price": 1}, format="json"), 401, "authentication_failed")
 
 
 def test_product_update_when_deleted_then_404(merchant, merchant_api):
-    product = ProductFactory(merchant=merchant)
+    product = ProductFactory.create(merchant=merchant)
     merchant_api.delete(f"/api/v1/products/{product.id}")
 
     assert_error(merchant_api.patch(f"/api/v1/products/{product.id}", {"price": 5}, format="json"), 404, "not_found")
@@ -320,7 +320,7 @@ def test_product_update_when_deleted_then_404(merchant, merchant_api):
 
 
 def test_product_delete_when_owner_then_204_soft_and_listed_for_owner(merchant, merchant_api, api):
-    product = ProductFactory(merchant=merchant)
+    product = ProductFactory.create(merchant=merchant)
 
     response = merchant_api.delete(f"/api/v1/products/{product.id}")
 
@@ -335,7 +335,7 @@ def test_product_delete_when_owner_then_204_soft_and_listed_for_owner(merchant, 
 
 
 def test_product_delete_when_other_merchant_then_404_and_kept(merchant_api, api):
-    product = ProductFactory()
+    product = ProductFactory.create()
 
     assert_error(merchant_api.delete(f"/api/v1/products/{product.id}"), 404, "not_found")
     assert api.get(f"/api/v1/products/{product.id}").status_code == 200
@@ -345,7 +345,7 @@ def test_product_delete_when_other_merchant_then_404_and_kept(merchant_api, api)
     "who,status,code", [("customer", 403, "permission_denied"), ("staff", 403, "permission_denied")]
 )
 def test_product_delete_when_not_a_merchant_then_403(request, who, status, code):
-    product = ProductFactory()
+    product = ProductFactory.create()
     client = request.getfixturevalue(f"{who}_api")
 
     assert_error(client.delete(f"/api/v1/products/{product.id}"), status, code)
@@ -354,7 +354,7 @@ def test_product_delete_when_not_a_merchant_then_403(request, who, status, code)
 
 
 def test_product_delete_when_anonymous_then_401(api):
-    product = ProductFactory()
+    product = ProductFactory.create()
 
     assert_error(api.delete(f"/api/v1/products/{product.id}"), 401, "authentication_failed")
 
@@ -363,9 +363,9 @@ def test_product_delete_when_anonymous_then_401(api):
 
 
 def test_merchant_products_when_merchant_then_own_products_with_fulfillment(merchant, merchant_api):
-    inactive = ProductFactory(merchant=merchant, is_active=False)
-    live = ProductFactory(merchant=merchant)
-    ProductFactory()
+    inactive = ProductFactory.create(merchant=merchant, is_active=False)
+    live = ProductFactory.create(merchant=merchant)
+    ProductFactory.create()
 
     response = merchant_api.get("/api/v1/merchant/products")
 
@@ -377,7 +377,7 @@ def test_merchant_products_when_merchant_then_own_products_with_fulfillment(merc
 
 
 def test_merchant_product_detail_when_owner_then_fulfillment_even_if_deleted(merchant, merchant_api):
-    product = ProductFactory(merchant=merchant)
+    product = ProductFactory.create(merchant=merchant)
     merchant_api.delete(f"/api/v1/products/{product.id}")
 
     response = merchant_api.get(f"/api/v1/merchant/products/{product.id}")
@@ -387,7 +387,7 @@ def test_merchant_product_detail_when_owner_then_fulfillment_even_if_deleted(mer
 
 
 def test_merchant_product_detail_when_other_merchant_then_404(merchant_api):
-    assert_error(merchant_api.get(f"/api/v1/merchant/products/{ProductFactory().id}"), 404, "not_found")
+    assert_error(merchant_api.get(f"/api/v1/merchant/products/{ProductFactory.create().id}"), 404, "not_found")
 
 
 @pytest.mark.parametrize("path", ["/api/v1/merchant/products", "/api/v1/merchant/products/prd_x"])
@@ -401,8 +401,8 @@ def test_merchant_products_when_anonymous_then_401(api):
 
 
 def test_merchant_products_when_other_merchant_has_products_then_not_listed(merchant):
-    ProductFactory(merchant=merchant)
-    other = client_for(MerchantFactory())
+    ProductFactory.create(merchant=merchant)
+    other = client_for(MerchantFactory.create())
 
     assert other.get("/api/v1/merchant/products").json()["results"] == []
 
@@ -414,7 +414,7 @@ def test_product_bodies_when_built_from_rows_then_identical_to_documented_serial
 
     from catalog.serializers import ProductSerializer
 
-    product = ProductFactory(name='Café — 日本語 "quoted"', description="line\nbreak", stock=stock)
+    product = ProductFactory.create(name='Café — 日本語 "quoted"', description="line\nbreak", stock=stock)
     documented = json.loads(json.dumps(ProductSerializer(product).data))
 
     detail = api.get(f"/api/v1/products/{product.id}")

@@ -31,7 +31,7 @@ def test_products_list_when_cached_then_hit_runs_no_sql(api, django_assert_num_q
 
 
 def test_product_detail_when_cached_then_hit_runs_no_sql(api, django_assert_num_queries):
-    product = ProductFactory()
+    product = ProductFactory.create()
     first = api.get(f"/api/v1/products/{product.id}")
 
     with django_assert_num_queries(0):
@@ -41,7 +41,7 @@ def test_product_detail_when_cached_then_hit_runs_no_sql(api, django_assert_num_
 
 
 def test_products_list_when_anonymous_and_logged_in_then_one_shared_body(api, customer_api):
-    ProductFactory()
+    ProductFactory.create()
     anonymous = api.get("/api/v1/products")
 
     logged_in = customer_api.get("/api/v1/products")
@@ -50,8 +50,8 @@ def test_products_list_when_anonymous_and_logged_in_then_one_shared_body(api, cu
 
 
 def test_products_list_when_query_differs_then_separate_entries(api):
-    cheap = ProductFactory(price=100)
-    dear = ProductFactory(price=9000)
+    cheap = ProductFactory.create(price=100)
+    dear = ProductFactory.create(price=9000)
     api.get("/api/v1/products", {"max_price": 100})
 
     response = api.get("/api/v1/products", {"min_price": 9000})
@@ -63,7 +63,7 @@ def test_products_list_when_query_differs_then_separate_entries(api):
 
 @pytest.mark.parametrize("page_size", [1, 10, 60])
 def test_products_list_when_any_page_size_then_one_query(api, django_assert_num_queries, page_size):
-    merchant = MerchantFactory()
+    merchant = MerchantFactory.create()
     ProductFactory.create_batch(page_size, merchant=merchant)
 
     with django_assert_num_queries(1):
@@ -75,7 +75,7 @@ def test_products_list_when_any_page_size_then_one_query(api, django_assert_num_
 def test_products_list_when_product_updated_then_next_request_shows_it(
     merchant, api, django_capture_on_commit_callbacks
 ):
-    product = ProductFactory(merchant=merchant, price=1000)
+    product = ProductFactory.create(merchant=merchant, price=1000)
     api.get("/api/v1/products")
     api.get(f"/api/v1/products/{product.id}")
 
@@ -109,7 +109,7 @@ def test_products_list_when_product_created_or_deleted_then_next_request_shows_i
 
 def test_products_list_when_sold_out_then_next_request_shows_no_stock(api, django_capture_on_commit_callbacks):
     """What an order does: take the last item inside its transaction, then commit."""
-    product = ProductFactory(stock=1)
+    product = ProductFactory.create(stock=1)
     assert _stock_of(api.get("/api/v1/products", {"in_stock": "true"}), product.id) == 1
     assert api.get(f"/api/v1/products/{product.id}").json()["stock"] == 1
     assert api.get(f"/api/v1/products/{product.id}")["X-Cache"] == "hit"
@@ -124,7 +124,7 @@ def test_products_list_when_sold_out_then_next_request_shows_no_stock(api, djang
 
 
 def test_products_list_when_stock_returned_then_next_request_shows_it(api, django_capture_on_commit_callbacks):
-    product = ProductFactory(stock=0)
+    product = ProductFactory.create(stock=0)
     api.get("/api/v1/products", {"in_stock": "true"})
 
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
@@ -134,7 +134,7 @@ def test_products_list_when_stock_returned_then_next_request_shows_it(api, djang
 
 
 def test_stock_take_when_rolled_back_then_cache_kept(api, django_capture_on_commit_callbacks):
-    product = ProductFactory(stock=5)
+    product = ProductFactory.create(stock=5)
     api.get("/api/v1/products")
     version = catalog_version()
 
@@ -154,7 +154,7 @@ def test_stock_take_when_rolled_back_then_cache_kept(api, django_capture_on_comm
 
 
 def test_stock_take_when_unlimited_stock_then_cache_kept(api, django_capture_on_commit_callbacks):
-    product = ProductFactory(stock=None)
+    product = ProductFactory.create(stock=None)
     api.get("/api/v1/products")
     version = catalog_version()
 
@@ -169,7 +169,7 @@ def test_stock_take_when_unlimited_stock_then_cache_kept(api, django_capture_on_
 
 
 def test_stock_take_when_not_enough_then_none_and_stock_unchanged():
-    product = ProductFactory(stock=2)
+    product = ProductFactory.create(stock=2)
 
     with transaction.atomic():
         assert stock_take(product.id, 3) is None
@@ -189,7 +189,7 @@ def test_products_list_when_error_response_then_not_cached(api):
 
 def test_products_list_when_another_process_bumps_then_local_copy_not_served(api):
     """Each process keeps local copies of bodies; a bump by any process retires them at once."""
-    product = ProductFactory(price=1000)
+    product = ProductFactory.create(price=1000)
     api.get("/api/v1/products")
     Product.objects.filter(pk=product.id).update(price=3000)  # as another process would, then:
 
@@ -200,7 +200,7 @@ def test_products_list_when_another_process_bumps_then_local_copy_not_served(api
 
 
 def test_products_list_when_cache_down_then_served_from_database(api, monkeypatch):
-    product = ProductFactory()
+    product = ProductFactory.create()
 
     def unreachable(*args, **kwargs):
         raise ConnectionError("cache is down")

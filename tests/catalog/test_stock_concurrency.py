@@ -37,7 +37,7 @@ def _in_threads(count: int, work) -> list:
 
 
 def test_stock_take_when_many_buyers_race_then_never_oversold_and_catalog_shows_sold_out(api):
-    product = ProductFactory(stock=5)
+    product = ProductFactory.create(stock=5)
     api.get(f"/api/v1/products/{product.id}")
 
     def buy(_: int):
@@ -54,7 +54,7 @@ def test_stock_take_when_many_buyers_race_then_never_oversold_and_catalog_shows_
 
 
 def test_product_update_when_racing_with_buyers_then_stock_is_consistent(merchant):
-    product = ProductFactory(merchant=merchant, stock=100)
+    product = ProductFactory.create(merchant=merchant, stock=100)
     merchant_api = client_for(merchant)
 
     def work(index: int):

@@ -23,9 +23,11 @@ class CardProcessorError(RuntimeError):
 
 class ExplodingCardPaymentView(APIView):
     def post(self, request: Request) -> HttpResponse:
-        card = request.data.get("card", {})
+        data = request.data
+        assert isinstance(data, dict)
+        card = data.get("card", {})
         card_number = card.get("number", "")
-        client_secret = request.data.get("client_secret", "")
+        client_secret = data.get("client_secret", "")
         authorization = request.headers.get("Authorization", "")
         logger.warning("charging card %s with %s", card_number, client_secret)
         raise CardProcessorError(f"processor rejected card {card_number} ({client_secret}) for {authorization}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
@@ -42,7 +43,8 @@ class MemoryTransport(Transport):
         self.envelopes.append(envelope)
 
     def events(self) -> list[dict[str, Any]]:
-        return [event for envelope in self.envelopes if (event := envelope.get_event()) is not None]
+        # Read as the JSON the SDK sends, not as its ``Event`` TypedDict.
+        return [dict[str, Any](event) for envelope in self.envelopes if (event := envelope.get_event()) is not None]
 
     def raw(self) -> str:
         return "\n".join(envelope.serialize().decode() for envelope in self.envelopes)
@@ -87,11 +89,16 @@ def _send_card_payment(customer, path: str) -> tuple[str, int]:
     }
     setup_testing_defaults(environ)
     statuses: list[str] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+        statuses.append(status)
+        return lambda data: None
+
     # As Django's test client does: the test's transaction must outlive the request.
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
     try:
-        response = application(environ, lambda status, headers, exc_info=None: statuses.append(status))
+        response = application(environ, start_response)
         b"".join(response)
         response.close()
     finally:

@@ -52,8 +52,8 @@ def _fund(user, amount: int) -> None:
 
 def _sell(merchant, price: int = 1000):
     """A paid wallet order of one of ``merchant``'s products, placed through the API."""
-    product = ProductFactory(merchant=merchant, price=price, stock=5)
-    buyer = CustomerFactory()
+    product = ProductFactory.create(merchant=merchant, price=price, stock=5)
+    buyer = CustomerFactory.create()
     _fund(buyer, 10_000)
     response = client_for(buyer).post(
         "/api/v1/orders", {"product": product.id, "payment_method": "wallet"}, format="json"
@@ -102,7 +102,7 @@ def test_login_when_merchant_credentials_then_signed_in_and_redirected(client, m
 
 
 def test_login_when_customer_then_refused_and_not_signed_in(client):
-    customer = CustomerFactory()
+    customer = CustomerFactory.create()
 
     response = client.post("/dashboard/login/", {"username": customer.email, "password": PASSWORD})
 
@@ -149,7 +149,9 @@ def test_forms_when_csrf_token_sent_then_accepted(merchant):
     client = Client(enforce_csrf_checks=True)
     client.force_login(merchant)
     page = client.get("/dashboard/products/new/")
-    token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.content).group(1).decode()
+    found = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.content)
+    assert found is not None
+    token = found.group(1).decode()
 
     response = client.post("/dashboard/products/new/", {**PRODUCT_FORM, "csrfmiddlewaretoken": token})
 
@@ -202,7 +204,7 @@ def test_product_create_when_form_invalid_then_errors_and_nothing_created(dashbo
 def test_product_edit_when_price_stock_active_changed_then_api_shows_it(
     dashboard, merchant, api, django_capture_on_commit_callbacks
 ):
-    product = ProductFactory(merchant=merchant, price=1000, stock=3)
+    product = ProductFactory.create(merchant=merchant, price=1000, stock=3)
     api.get(f"/api/v1/products/{product.id}")  # cached before the edit
     form = dashboard.get(f"/dashboard/products/{product.id}/edit/")
 
@@ -223,7 +225,7 @@ def test_product_edit_when_price_stock_active_changed_then_api_shows_it(
 
 
 def test_product_edit_when_other_merchants_product_then_404(dashboard):
-    product = ProductFactory()
+    product = ProductFactory.create()
 
     assert dashboard.get(f"/dashboard/products/{product.id}/edit/").status_code == 404
     assert dashboard.post(f"/dashboard/products/{product.id}/edit/", PRODUCT_FORM).status_code == 404
@@ -232,7 +234,7 @@ def test_product_edit_when_other_merchants_product_then_404(dashboard):
 
 
 def test_product_delete_when_posted_then_soft_deleted_and_listed_as_deleted(dashboard, merchant, api):
-    product = ProductFactory(merchant=merchant)
+    product = ProductFactory.create(merchant=merchant)
 
     assert dashboard.get(f"/dashboard/products/{product.id}/delete/").status_code == 405
     response = dashboard.post(f"/dashboard/products/{product.id}/delete/")
@@ -246,7 +248,7 @@ def test_product_delete_when_posted_then_soft_deleted_and_listed_as_deleted(dash
 
 
 def test_product_delete_when_other_merchants_product_then_kept(dashboard):
-    product = ProductFactory()
+    product = ProductFactory.create()
 
     dashboard.post(f"/dashboard/products/{product.id}/delete/")
 
@@ -279,7 +281,7 @@ def _fmt(amount: int) -> str:
 
 def test_sales_when_filtered_by_status_then_only_that_status(dashboard, merchant):
     order, _ = _sell(merchant)
-    other_merchants_order, _ = _sell(MerchantFactory())
+    other_merchants_order, _ = _sell(MerchantFactory.create())
 
     everything = dashboard.get("/dashboard/sales/").content.decode()
     paid = dashboard.get("/dashboard/sales/", {"status": "paid"}).content.decode()
@@ -291,7 +293,7 @@ def test_sales_when_filtered_by_status_then_only_that_status(dashboard, merchant
 
 
 def test_sale_detail_when_other_merchants_order_then_404(dashboard):
-    order, _ = _sell(MerchantFactory())
+    order, _ = _sell(MerchantFactory.create())
 
     assert dashboard.get(f"/dashboard/sales/{order.id}/").status_code == 404
     assert dashboard.post(f"/dashboard/sales/{order.id}/", {"amount": "", "reason": "x"}).status_code == 404
@@ -386,7 +388,7 @@ def test_webhook_endpoint_when_url_refused_then_form_error(dashboard, settings):
 
 
 def test_webhook_endpoint_when_other_merchants_then_not_removed(dashboard):
-    other = MerchantFactory()
+    other = MerchantFactory.create()
     endpoint = webhook_endpoint_create(merchant=other, url="http://127.0.0.1:9/x")
 
     dashboard.post(f"/dashboard/webhooks/{endpoint.id}/delete/")

@@ -30,7 +30,7 @@ def buy(client, product_id: str, **body):
 
 @pytest.fixture
 def product(merchant):
-    return ProductFactory(merchant=merchant, price=1000, stock=5, fulfillment="KEY-AAAA-BBBB")
+    return ProductFactory.create(merchant=merchant, price=1000, stock=5, fulfillment="KEY-AAAA-BBBB")
 
 
 def reserve(buyer, product, quantity: int = 1):

@@ -87,6 +87,7 @@ def test_card_purchase_when_card_not_saved_then_400_and_stock_back(fake_stripe, 
     assert_error(response, 400, "payment_method_invalid")
     order = Order.objects.select_related("payment").get()
     assert order.status == "failed"
+    assert order.payment is not None
     assert order.payment.status in ("failed", "canceled")  # closed, never left waiting
     assert _stock(product) == 5
 
@@ -120,7 +121,7 @@ def test_card_purchase_when_stripe_unreachable_then_502_pending_then_expiry_retu
 
 def test_reservation_when_expired_then_canceled_and_stock_back(customer, product):
     order = reserve(customer, product, quantity=3)
-    fresh = reserve(CustomerFactory(), product, quantity=1)
+    fresh = reserve(CustomerFactory.create(), product, quantity=1)
     assert _stock(product) == 1
 
     canceled = orders_expire(now=timezone.now() + timedelta(minutes=16))
@@ -142,6 +143,7 @@ def _payment_succeeds(order_id: str) -> Order:
     """What payments.payment_sync does when Stripe reports the intent succeeded."""
     with transaction.atomic():
         order = lock_order(order_id)
+        assert order.payment_id is not None
         payment = lock_payment(order.payment_id)
         payment.status = "succeeded"
         payment.save(update_fields=["status"])
@@ -167,10 +169,10 @@ def test_late_card_success_when_stock_left_then_order_paid(customer, customer_ap
 def test_late_card_success_when_stock_gone_then_buyer_wallet_credited(customer, customer_api, merchant):
     from tests.factories import ProductFactory
 
-    product = ProductFactory(merchant=merchant, stock=1, price=700)
+    product = ProductFactory.create(merchant=merchant, stock=1, price=700)
     order = reserve(customer, product)
     customer_api.post(f"/api/v1/orders/{order.pk}/cancel")
-    other = CustomerFactory()
+    other = CustomerFactory.create()
     fund(other, 700)
     from tests.conftest import client_for
 
@@ -190,6 +192,7 @@ def test_payment_failed_when_order_pending_then_failed_and_idempotent(customer, 
     order = reserve(customer, product, quantity=2)
     with transaction.atomic():
         order = lock_order(order.pk)
+        assert order.payment_id is not None
         payment = lock_payment(order.payment_id)
         payment.status = "failed"
         payment.save(update_fields=["status"])

@@ -19,7 +19,7 @@ def test_order_list_when_buyer_then_own_orders_newest_first(customer, customer_a
     fund(customer, 10_000)
     first = buy(customer_api, product.pk).json()["id"]
     second = buy(customer_api, product.pk).json()["id"]
-    other = CustomerFactory()
+    other = CustomerFactory.create()
     fund(other, 10_000)
     buy(client_for(other), product.pk)
 
@@ -43,7 +43,7 @@ def test_order_list_when_limit_then_cursor_pages(customer, customer_api, product
 
 def test_order_list_when_more_orders_then_same_query_count(customer, customer_api, merchant):
     fund(customer, 100_000)
-    product = ProductFactory(merchant=merchant, stock=None)
+    product = ProductFactory.create(merchant=merchant, stock=None)
     buy(customer_api, product.pk)
     with CaptureQueriesContext(connection) as one:
         customer_api.get("/api/v1/orders")
@@ -71,7 +71,7 @@ def test_order_detail_when_buyer_then_order(customer, customer_api, product):
 def test_order_detail_when_other_users_order_then_404(customer, customer_api, product, merchant_api):
     fund(customer, 10_000)
     order_id = buy(customer_api, product.pk).json()["id"]
-    other = client_for(CustomerFactory())
+    other = client_for(CustomerFactory.create())
 
     assert_error(other.get(f"/api/v1/orders/{order_id}"), 404, "not_found")
     # Not even the merchant who sold it reads it here (that is merchant/sales).
@@ -116,7 +116,7 @@ def test_order_cancel_when_paid_then_409(customer, customer_api, product):
 
 def test_order_cancel_when_other_users_order_then_404(customer, product):
     order = reserve(customer, product)
-    other = client_for(CustomerFactory())
+    other = client_for(CustomerFactory.create())
 
     assert_error(other.post(f"/api/v1/orders/{order.pk}/cancel"), 404, "not_found")
     assert Order.objects.get(pk=order.pk).status == "pending"
@@ -124,8 +124,8 @@ def test_order_cancel_when_other_users_order_then_404(customer, product):
 
 def test_merchant_sales_when_merchant_then_own_sales_with_fee_and_net(customer, customer_api, merchant, merchant_api):
     fund(customer, 10_000)
-    mine = ProductFactory(merchant=merchant, price=2000)
-    theirs = ProductFactory(merchant=MerchantFactory())
+    mine = ProductFactory.create(merchant=merchant, price=2000)
+    theirs = ProductFactory.create(merchant=MerchantFactory.create())
     sold = buy(customer_api, mine.pk).json()["id"]
     buy(customer_api, theirs.pk)
 

@@ -56,8 +56,8 @@ def _codes(responses) -> Counter:
 
 
 def test_storm_when_200_buyers_for_stock_50_then_exactly_50_sold():
-    product = ProductFactory(merchant=MerchantFactory(), price=1000, stock=50)
-    buyers = [CustomerFactory() for _ in range(200)]
+    product = ProductFactory.create(merchant=MerchantFactory.create(), price=1000, stock=50)
+    buyers = [CustomerFactory.create() for _ in range(200)]
     for buyer in buyers:
         fund(buyer, 5000)
     clients = [client_for(buyer) for buyer in buyers]
@@ -77,8 +77,8 @@ def test_storm_when_200_buyers_for_stock_50_then_exactly_50_sold():
 
 
 def test_storm_when_each_buyer_double_spends_then_no_wallet_negative():
-    product = ProductFactory(merchant=MerchantFactory(), price=1000, stock=None)
-    buyers = [CustomerFactory() for _ in range(60)]
+    product = ProductFactory.create(merchant=MerchantFactory.create(), price=1000, stock=None)
+    buyers = [CustomerFactory.create() for _ in range(60)]
     for buyer in buyers:
         fund(buyer, 1000)  # enough for exactly one
     clients = [client_for(buyer) for buyer in buyers]
@@ -99,8 +99,8 @@ def test_storm_when_stock_and_cancels_race_then_stock_never_oversold():
     """Card reservations, cancels and wallet purchases on one product at once."""
     from tests.orders.conftest import reserve
 
-    product = ProductFactory(merchant=MerchantFactory(), price=500, stock=20)
-    buyers = [CustomerFactory() for _ in range(40)]
+    product = ProductFactory.create(merchant=MerchantFactory.create(), price=500, stock=20)
+    buyers = [CustomerFactory.create() for _ in range(40)]
     for buyer in buyers:
         fund(buyer, 5000)
     pending = [reserve(buyer, product) for buyer in buyers[:10]]
@@ -117,5 +117,6 @@ def test_storm_when_stock_and_cancels_race_then_stock_never_oversold():
     assert held == 0
     assert 10 <= sold <= 20
     # Every unit is either sold or back on the shelf: none lost, none sold twice.
-    assert Product.objects.get(pk=product.pk).stock + sold == 20
+    stock = Product.objects.get(pk=product.pk).stock
+    assert stock is not None and stock + sold == 20
     call_command("ledger_verify")

@@ -57,7 +57,7 @@ def test_wallet_purchase_when_quantity_absent_then_one(customer, customer_api, p
 
 
 def test_wallet_purchase_when_unlimited_stock_then_stock_stays_null(customer, customer_api, merchant):
-    product = ProductFactory(merchant=merchant, stock=None, price=300)
+    product = ProductFactory.create(merchant=merchant, stock=None, price=300)
     fund(customer, 1000)
     assert buy(customer_api, product.pk, quantity=3).status_code == 201
     product.refresh_from_db()
@@ -82,7 +82,7 @@ def test_wallet_purchase_when_no_wallet_yet_then_402(customer_api, product):
 
 
 def test_wallet_purchase_when_out_of_stock_then_409(customer, customer_api, merchant):
-    product = ProductFactory(merchant=merchant, stock=2)
+    product = ProductFactory.create(merchant=merchant, stock=2)
     fund(customer, 100_000)
 
     assert_error(buy(customer_api, product.pk, quantity=3), 409, "out_of_stock", "quantity")
@@ -128,7 +128,7 @@ def test_wallet_purchase_when_price_changed_after_a_purchase_then_new_price(cust
 
 
 def test_wallet_purchase_when_buying_own_product_then_400(customer, customer_api):
-    own = ProductFactory(merchant=customer)
+    own = ProductFactory.create(merchant=customer)
     fund(customer, 5000)
     assert_error(buy(customer_api, own.pk), 400, "validation_error", "product")
 
@@ -186,7 +186,7 @@ def test_wallet_purchase_when_warm_then_few_queries(customer, product, django_ca
 
 
 def test_wallet_purchase_when_other_buyers_then_each_pays_from_own_wallet(product):
-    buyers = [CustomerFactory() for _ in range(3)]
+    buyers = [CustomerFactory.create() for _ in range(3)]
     wallets = [fund(buyer, 1000) for buyer in buyers]
     for buyer in buyers:
         assert buy(client_for(buyer), product.pk).status_code == 201

@@ -26,12 +26,12 @@ def _rows() -> tuple[int, ...]:
 
 @pytest.fixture
 def buyer():
-    return CustomerFactory()
+    return CustomerFactory.create()
 
 
 @pytest.fixture
 def product():
-    return ProductFactory(merchant=MerchantFactory(), price=1000, stock=3, fulfillment="KEY-1")
+    return ProductFactory.create(merchant=MerchantFactory.create(), price=1000, stock=3, fulfillment="KEY-1")
 
 
 def test_statement_when_wallet_short_then_402_and_nothing_written(buyer, product):
@@ -44,7 +44,7 @@ def test_statement_when_wallet_short_then_402_and_nothing_written(buyer, product
 
 
 def test_statement_when_out_of_stock_then_409_and_nothing_written(buyer):
-    sold_out = ProductFactory(merchant=MerchantFactory(), price=1000, stock=0)
+    sold_out = ProductFactory.create(merchant=MerchantFactory.create(), price=1000, stock=0)
     fund(buyer, 5000)
     before = _rows()
     assert_error(buy(client_for(buyer), sold_out.pk), 409, "out_of_stock", "quantity")
@@ -84,6 +84,7 @@ def test_statement_when_bought_then_rows_agree_with_the_ledger(buyer, product):
     assert response.status_code == 201, response.content
     order = Order.objects.select_related("payment").get(pk=response.json()["id"])
     assert (order.status, order.amount, order.fee + order.merchant_net) == ("paid", 2000, 2000)
+    assert order.payment is not None
     assert (order.payment.status, order.payment.amount) == ("succeeded", 2000)
     entry = Entry.objects.get(reference=order.pk)
     postings = {p.account_id: (p.amount, p.balance_after) for p in entry.postings.all()}

@@ -58,7 +58,7 @@ def test_webhook_endpoint_delete_when_own_then_204_and_gone(merchant_api):
 
 def test_webhook_endpoint_delete_when_other_merchants_then_404(merchant_api):
     created = _register(merchant_api, "https://hooks.example.test/orders")
-    other = client_for(MerchantFactory())
+    other = client_for(MerchantFactory.create())
 
     assert_error(other.delete(f"/api/v1/merchant/webhooks/{created['id']}"), 404, "not_found")
     assert other.get("/api/v1/merchant/webhooks").json()["results"] == []

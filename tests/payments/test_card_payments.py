@@ -6,7 +6,7 @@ import pytest
 import stripe
 from djstripe.models import PaymentIntent as DjstripePaymentIntent
 
-from payments.models import Payment
+from payments.models import Payment, PaymentKind, PaymentMethodType, StripeCustomer
 from payments.services.charges import card_payment_confirm, payment_create
 from payments.tasks import reconcile_payments
 from tests.conftest import assert_error, client_for
@@ -24,7 +24,9 @@ def _balance(user) -> int:
 
 
 def _intents_for(payment_id: str) -> list:
-    return [pi for pi in stripe.PaymentIntent.list(limit=100).data if pi.metadata.get("payment_id") == payment_id]
+    # A StripeObject is not a dict: read its metadata through to_dict().
+    intents = stripe.PaymentIntent.list(limit=100).data
+    return [pi for pi in intents if pi.metadata and pi.metadata.to_dict().get("payment_id") == payment_id]
 
 
 def test_deposit_when_card_charged_then_payment_succeeded_and_wallet_credited(fake_stripe, customer_api):
@@ -36,7 +38,8 @@ def test_deposit_when_card_charged_then_payment_succeeded_and_wallet_credited(fa
     assert response.json()["status"] == "succeeded"
     payment = Payment.objects.get(pk=response.json()["payment"])
     assert payment.status == "succeeded"
-    assert payment.stripe_charge_id.startswith("ch_")
+    assert payment.stripe_charge_id is not None and payment.stripe_charge_id.startswith("ch_")
+    assert payment.stripe_payment_intent_id is not None
     intent = stripe.PaymentIntent.retrieve(payment.stripe_payment_intent_id)
     assert intent.status == "succeeded"
     assert intent.amount == 2500 and intent.currency == "usd"
@@ -76,7 +79,7 @@ def test_deposit_when_card_declined_at_charge_then_402_payment_failed_and_nothin
 
 
 def test_deposit_when_card_of_another_user_then_400_payment_method_invalid_and_no_charge(fake_stripe, customer_api):
-    theirs = fake_stripe.attach_card(CustomerFactory())
+    theirs = fake_stripe.attach_card(CustomerFactory.create())
 
     response = customer_api.post(DEPOSITS, {"amount": 2500, "payment_method": theirs}, format="json")
 
@@ -95,6 +98,7 @@ def test_deposit_when_card_needs_authentication_then_requires_action_with_client
     assert response.json()["status"] == "pending"
     payment = Payment.objects.get(pk=response.json()["payment"])
     assert payment.status == "requires_action"
+    assert payment.client_secret is not None and payment.stripe_payment_intent_id is not None
     assert payment.client_secret.startswith(payment.stripe_payment_intent_id + "_secret_")
     assert _balance(customer_api.user) == 0
 
@@ -103,19 +107,24 @@ def test_confirm_when_no_card_given_then_default_card_charged(fake_stripe, custo
     fake_stripe.attach_card(customer)
     default = fake_stripe.attach_card(customer, number="5555555555554444")
     client_for(customer).post(f"/api/v1/payment-methods/{default}/default")
-    payment = payment_create(user=customer, kind="deposit", method="card", amount=700, currency="usd")
+    payment = payment_create(
+        user=customer, kind=PaymentKind.DEPOSIT, method=PaymentMethodType.CARD, amount=700, currency="usd"
+    )
 
     charged = card_payment_confirm(payment_id=payment.pk, payment_method_id=None)
 
     assert charged.status == "succeeded"
     assert charged.stripe_payment_method_id == default
+    assert charged.stripe_payment_intent_id is not None
     assert stripe.PaymentIntent.retrieve(charged.stripe_payment_intent_id).payment_method == default
 
 
 def test_confirm_when_user_has_no_card_then_400_payment_method_invalid(fake_stripe, customer):
     from config.errors import PaymentMethodInvalid
 
-    payment = payment_create(user=customer, kind="deposit", method="card", amount=700, currency="usd")
+    payment = payment_create(
+        user=customer, kind=PaymentKind.DEPOSIT, method=PaymentMethodType.CARD, amount=700, currency="usd"
+    )
 
     with pytest.raises(PaymentMethodInvalid):
         card_payment_confirm(payment_id=payment.pk, payment_method_id=None)
@@ -125,7 +134,9 @@ def test_confirm_when_user_has_no_card_then_400_payment_method_invalid(fake_stri
 
 def test_confirm_when_called_again_then_card_charged_once(fake_stripe, customer):
     pm = fake_stripe.attach_card(customer)
-    payment = payment_create(user=customer, kind="deposit", method="card", amount=900, currency="usd")
+    payment = payment_create(
+        user=customer, kind=PaymentKind.DEPOSIT, method=PaymentMethodType.CARD, amount=900, currency="usd"
+    )
 
     first = card_payment_confirm(payment_id=payment.pk, payment_method_id=pm)
     again = card_payment_confirm(payment_id=payment.pk, payment_method_id=pm)
@@ -135,7 +146,7 @@ def test_confirm_when_called_again_then_card_charged_once(fake_stripe, customer)
 
 
 def test_payment_detail_when_another_users_then_404(fake_stripe, customer_api):
-    other = CustomerFactory()
+    other = CustomerFactory.create()
     pm = fake_stripe.attach_card(other)
     response = client_for(other).post(DEPOSITS, {"amount": 1000, "payment_method": pm}, format="json")
     payment_id = response.json()["payment"]
@@ -199,11 +210,15 @@ def test_reconcile_when_stripe_charged_but_answer_was_lost_then_credited_once(fa
 
 def test_reconcile_when_intent_created_but_never_confirmed_then_canceled_at_stripe(fake_stripe, customer):
     pm = fake_stripe.attach_card(customer)
-    payment = payment_create(user=customer, kind="deposit", method="card", amount=800, currency="usd")
+    payment = payment_create(
+        user=customer, kind=PaymentKind.DEPOSIT, method=PaymentMethodType.CARD, amount=800, currency="usd"
+    )
+    stripe_customer_id = StripeCustomer.objects.get(user=customer).stripe_customer_id  # attach_card made it
+    assert stripe_customer_id is not None
     intent = stripe.PaymentIntent.create(
         amount=800,
         currency="usd",
-        customer=customer.stripe_customer.stripe_customer_id if hasattr(customer, "stripe_customer") else None,
+        customer=stripe_customer_id,
         payment_method=pm,
         metadata={"payment_id": payment.pk},
     )
@@ -220,7 +235,7 @@ def test_order_when_card_declined_then_402_order_failed_and_payment_failed(fake_
     from orders.models import Order
     from tests.factories import ProductFactory
 
-    product = ProductFactory(price=1500, stock=3)
+    product = ProductFactory.create(price=1500, stock=3)
     pm = fake_stripe.attach_card(customer_api.user, number="4000000000000341")
 
     response = customer_api.post(
@@ -239,7 +254,7 @@ def test_order_when_card_declined_then_402_order_failed_and_payment_failed(fake_
 def test_order_when_card_needs_authentication_then_pending_with_client_secret(fake_stripe, customer_api):
     from tests.factories import ProductFactory
 
-    product = ProductFactory(price=1500)
+    product = ProductFactory.create(price=1500)
     pm = fake_stripe.attach_card(customer_api.user, number="4000002500003155")
 
     response = customer_api.post(
@@ -259,7 +274,9 @@ def test_reconcile_command_when_run_then_reports_what_it_settled(fake_stripe, cu
 
     from django.core.management import call_command
 
-    payment = payment_create(user=customer, kind="deposit", method="card", amount=800, currency="usd")
+    payment = payment_create(
+        user=customer, kind=PaymentKind.DEPOSIT, method=PaymentMethodType.CARD, amount=800, currency="usd"
+    )
     Payment.objects.filter(pk=payment.pk).update(status="processing")
     out = StringIO()
 

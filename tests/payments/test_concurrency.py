@@ -40,7 +40,7 @@ def _run_concurrently(count: int, work) -> list:
 
 
 def test_concurrent_partial_refunds_then_never_more_than_paid(fake_stripe, customer, merchant):
-    product = ProductFactory(merchant=merchant, price=1000, stock=None)
+    product = ProductFactory.create(merchant=merchant, price=1000, stock=None)
     fund(customer, 1000)
     order_id = (
         client_for(customer)
@@ -65,7 +65,7 @@ def test_concurrent_partial_refunds_then_never_more_than_paid(fake_stripe, custo
 
 
 def test_concurrent_card_refunds_then_never_more_than_paid(fake_stripe, customer, merchant):
-    product = ProductFactory(merchant=merchant, price=1000, stock=None)
+    product = ProductFactory.create(merchant=merchant, price=1000, stock=None)
     pm = fake_stripe.attach_card(customer)
     order_id = (
         client_for(customer)
@@ -92,5 +92,10 @@ def test_concurrent_first_use_then_one_stripe_customer(fake_stripe, customer):
 
     assert len(set(ids)) == 1, ids
     assert StripeCustomer.objects.get(user=customer).stripe_customer_id == ids[0]
-    live = [c for c in stripe.Customer.list(limit=50).data if c.metadata.get("user_id") == customer.pk]
+    # A StripeObject is not a dict: read its metadata through to_dict().
+    live = [
+        c
+        for c in stripe.Customer.list(limit=50).data
+        if c.metadata and c.metadata.to_dict().get("user_id") == customer.pk
+    ]
     assert [c.id for c in live] == [ids[0]]

@@ -31,7 +31,7 @@ def _post(client, path: str, body: dict, key: str):
 
 def test_card_order_when_stripe_unavailable_then_502_names_order_and_retry_replays_it(fake_stripe, customer_api):
     pm = fake_stripe.attach_card(customer_api.user)
-    body = {"product": ProductFactory(price=1500, stock=3).pk, "payment_method": "card", "card": pm}
+    body = {"product": ProductFactory.create(price=1500, stock=3).pk, "payment_method": "card", "card": pm}
 
     with fake_stripe.unreachable():
         first = _post(customer_api, ORDERS, body, "buy-502")
@@ -53,7 +53,7 @@ def test_card_order_when_first_attempt_died_then_retry_resumes_same_order_and_on
 ):
     settings.IDEMPOTENCY_LOCK_TIMEOUT = timedelta(seconds=30)
     pm = fake_stripe.attach_card(customer_api.user)
-    body = {"product": ProductFactory(price=1500, stock=3).pk, "payment_method": "card", "card": pm}
+    body = {"product": ProductFactory.create(price=1500, stock=3).pk, "payment_method": "card", "card": pm}
     first = _post(customer_api, ORDERS, body, "buy-crash")
     assert first.status_code == 201, first.content
     # The worker died before it could store its answer: the claim is left in progress, then abandoned.
@@ -72,7 +72,7 @@ def test_card_order_when_first_attempt_died_then_retry_resumes_same_order_and_on
 
 def test_card_order_when_declined_then_402_names_the_order(fake_stripe, customer_api):
     pm = fake_stripe.attach_card(customer_api.user, number="4000000000000341")
-    body = {"product": ProductFactory(price=1500, stock=3).pk, "payment_method": "card", "card": pm}
+    body = {"product": ProductFactory.create(price=1500, stock=3).pk, "payment_method": "card", "card": pm}
 
     error = assert_error(_post(customer_api, ORDERS, body, "buy-declined"), 402, "card_declined")
 
@@ -111,7 +111,7 @@ def test_card_order_stripe_idempotency_key_derives_from_client_key_and_scope(fak
 
     monkeypatch.setattr(stripe.PaymentIntent, "create", spy)
     pm = fake_stripe.attach_card(customer_api.user)
-    body = {"product": ProductFactory(price=1500, stock=3).pk, "payment_method": "card", "card": pm}
+    body = {"product": ProductFactory.create(price=1500, stock=3).pk, "payment_method": "card", "card": pm}
 
     assert _post(customer_api, ORDERS, body, "client-key-1").status_code == 201
 

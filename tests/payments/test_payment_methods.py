@@ -21,7 +21,7 @@ def test_setup_intent_when_customer_asks_then_client_secret_and_one_stripe_custo
     assert first.json()["client_secret"].startswith("seti_")
     assert second.json()["client_secret"] != first.json()["client_secret"]
     link = StripeCustomer.objects.get(user=customer_api.user)
-    assert link.stripe_customer_id.startswith("cus_")
+    assert link.stripe_customer_id is not None and link.stripe_customer_id.startswith("cus_")
     assert stripe.Customer.retrieve(link.stripe_customer_id).email == customer_api.user.email
     mirrored = DjstripeCustomer.objects.get(id=link.stripe_customer_id)
     assert mirrored.subscriber_id == customer_api.user.pk
@@ -67,7 +67,7 @@ def test_attach_when_not_a_pm_id_then_400_validation_error(fake_stripe, customer
 
 
 def test_attach_when_card_belongs_to_another_user_then_400_payment_method_invalid(fake_stripe, customer_api):
-    other = CustomerFactory()
+    other = CustomerFactory.create()
     pm = fake_stripe.attach_card(other)
 
     response = customer_api.post("/api/v1/payment-methods", {"payment_method": pm}, format="json")
@@ -117,7 +117,7 @@ def test_detach_when_default_removed_then_newest_other_becomes_default(fake_stri
 
 
 def test_detach_when_card_of_another_user_then_404_and_card_kept(fake_stripe, customer_api):
-    other = CustomerFactory()
+    other = CustomerFactory.create()
     pm = fake_stripe.attach_card(other)
 
     response = customer_api.delete(f"/api/v1/payment-methods/{pm}")
@@ -152,7 +152,7 @@ def test_attach_when_stripe_unreachable_then_502_and_nothing_saved(fake_stripe, 
 
 
 def test_cards_of_two_users_are_separate(fake_stripe, customer_api):
-    other = CustomerFactory()
+    other = CustomerFactory.create()
     fake_stripe.attach_card(other)
     mine = fake_stripe.attach_card(customer_api.user)
 

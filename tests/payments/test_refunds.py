@@ -33,7 +33,7 @@ def _platform(kind: str) -> int:
 
 
 def _card_order(fake_stripe, buyer, merchant, price=1000, number="4242424242424242") -> Order:
-    product = ProductFactory(merchant=merchant, price=price, stock=None)
+    product = ProductFactory.create(merchant=merchant, price=price, stock=None)
     pm = fake_stripe.attach_card(buyer, number=number)
     response = client_for(buyer).post(
         "/api/v1/orders", {"product": product.pk, "payment_method": "card", "card": pm}, format="json"
@@ -43,7 +43,7 @@ def _card_order(fake_stripe, buyer, merchant, price=1000, number="42424242424242
 
 
 def _wallet_order(buyer, merchant, price=1000) -> Order:
-    product = ProductFactory(merchant=merchant, price=price, stock=None)
+    product = ProductFactory.create(merchant=merchant, price=price, stock=None)
     fund(buyer, price)
     response = client_for(buyer).post(
         "/api/v1/orders", {"product": product.pk, "payment_method": "wallet"}, format="json"
@@ -65,6 +65,7 @@ def test_refund_when_card_order_partly_then_stripe_refund_and_proportional_rever
     body = response.json()
     assert body["order"] == order.pk and body["amount"] == 300 and body["status"] == "succeeded"
     refund = Refund.objects.get(pk=body["id"])
+    assert refund.stripe_refund_id is not None
     assert stripe.Refund.retrieve(refund.stripe_refund_id).amount == 300
     assert (refund.fee_reversed, refund.net_reversed) == (15, 285)
     order.refresh_from_db()
@@ -95,6 +96,7 @@ def test_refund_when_partial_partial_then_over_then_rest_then_again_sums_exactly
     order.refresh_from_db()
     assert order.status == "refunded"
     assert _balance(merchant) == 0
+    assert order.payment is not None and order.payment.stripe_charge_id is not None
     charge = stripe.Charge.retrieve(order.payment.stripe_charge_id)
     assert charge.amount_refunded == 999
     assert _platform("platform_fees") == 0
@@ -128,7 +130,7 @@ def test_refund_when_customer_then_403(fake_stripe, customer, merchant):
 def test_refund_when_another_merchant_then_404(fake_stripe, customer, merchant):
     order = _wallet_order(customer, merchant)
 
-    response = client_for(MerchantFactory()).post(REFUNDS, {"order": order.pk}, format="json")
+    response = client_for(MerchantFactory.create()).post(REFUNDS, {"order": order.pk}, format="json")
 
     assert_error(response, 404, "not_found")
     assert not Refund.objects.exists()
@@ -146,7 +148,7 @@ def test_refund_when_staff_then_refunded_and_audited(fake_stripe, customer, merc
 
 
 def test_refund_when_order_unpaid_then_409_invalid_status(fake_stripe, customer, merchant):
-    product = ProductFactory(merchant=merchant, price=1000)
+    product = ProductFactory.create(merchant=merchant, price=1000)
     pm = fake_stripe.attach_card(customer, number="4000002500003155")  # needs authentication: stays pending
     created = client_for(customer).post(
         "/api/v1/orders", {"product": product.pk, "payment_method": "card", "card": pm}, format="json"
@@ -215,8 +217,8 @@ def test_refund_detail_when_buyer_merchant_staff_then_visible_others_404(fake_st
         response = client_for(user).get(f"/api/v1/refunds/{refund_id}")
         assert response.status_code == 200, response.content
         assert response.json()["id"] == refund_id and response.json()["order"] == order.pk
-    assert_error(client_for(CustomerFactory()).get(f"/api/v1/refunds/{refund_id}"), 404, "not_found")
-    assert_error(client_for(MerchantFactory()).get(f"/api/v1/refunds/{refund_id}"), 404, "not_found")
+    assert_error(client_for(CustomerFactory.create()).get(f"/api/v1/refunds/{refund_id}"), 404, "not_found")
+    assert_error(client_for(MerchantFactory.create()).get(f"/api/v1/refunds/{refund_id}"), 404, "not_found")
 
 
 def test_refund_when_stripe_refunded_but_answer_lost_then_charge_refunded_event_finishes_it_once(
@@ -230,6 +232,7 @@ def test_refund_when_stripe_refunded_but_answer_lost_then_charge_refunded_event_
     refund = Refund.objects.get(payment_id=order.payment_id)
     payment = Payment.objects.get(pk=order.payment_id)
     # The refund did reach Stripe; only its answer was lost.
+    assert payment.stripe_payment_intent_id is not None
     stripe.Refund.create(payment_intent=payment.stripe_payment_intent_id, amount=600, metadata={"refund_id": refund.pk})
     charge = stripe.Charge.retrieve(payment.stripe_charge_id)
 
@@ -238,7 +241,8 @@ def test_refund_when_stripe_refunded_but_answer_lost_then_charge_refunded_event_
     reconcile_payments(min_age_seconds=0)
 
     refund.refresh_from_db()
-    assert refund.status == "succeeded" and refund.stripe_refund_id.startswith("re_")
+    assert refund.status == "succeeded"
+    assert refund.stripe_refund_id is not None and refund.stripe_refund_id.startswith("re_")
     assert [r.amount for r in stripe.Refund.list(limit=10).data] == [600]
     order.refresh_from_db()
     assert order.status == "partially_refunded"

@@ -19,7 +19,7 @@ from django.urls import resolve, reverse
 from djstripe.models import WebhookEndpoint, WebhookEventTrigger
 
 from payments import tasks, webhooks
-from payments.models import Payment, StripeEvent
+from payments.models import Payment, PaymentKind, PaymentMethodType, StripeEvent
 from payments.services.charges import payment_create, payment_sync
 from payments.tasks import drain_stripe_events, process_stripe_event, retry_failed_events
 from payments.views import stripe_webhook
@@ -58,8 +58,8 @@ def webhook_url() -> str:
 
 
 def deliver(body: bytes, signature: str | None = None, client: Client | None = None):
-    headers = {} if signature is None else {"HTTP_STRIPE_SIGNATURE": signature}
-    return (client or Client()).post(webhook_url(), data=body, content_type="application/json", **headers)
+    headers = {} if signature is None else {"Stripe-Signature": signature}
+    return (client or Client()).post(webhook_url(), data=body, content_type="application/json", headers=headers)
 
 
 def _balance(user) -> int:
@@ -280,7 +280,9 @@ def test_setup_stripe_when_registered_then_fake_delivers_signed_events_to_it(fak
     stripe_setup(base_url=f"http://127.0.0.1:{server.server_port}")
     try:
         pm = fake_stripe.attach_card(customer)
-        payment = payment_create(user=customer, kind="deposit", method="card", amount=500, currency="usd")
+        payment = payment_create(
+            user=customer, kind=PaymentKind.DEPOSIT, method=PaymentMethodType.CARD, amount=500, currency="usd"
+        )
         from payments.services.charges import card_payment_confirm
 
         card_payment_confirm(payment_id=payment.pk, payment_method_id=pm)

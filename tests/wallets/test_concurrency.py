@@ -41,7 +41,7 @@ def test_wallets_when_many_threads_deposit_and_withdraw_then_no_update_lost(monk
         lambda *, payment_id, payment_method_id: _succeed(payment_id),
         raising=False,
     )
-    users = [CustomerFactory(), CustomerFactory(), MerchantFactory()]
+    users = [CustomerFactory.create(), CustomerFactory.create(), MerchantFactory.create()]
     approver = user_in_role("finance")
     for user in users:
         fund(user, INITIAL)
@@ -66,6 +66,7 @@ def test_wallets_when_many_threads_deposit_and_withdraw_then_no_update_lost(monk
                             refused[0] += 1
                 elif roll < 0.75:
                     deposit = deposit_create(user=user, amount=rng.randint(100, 3_000), payment_method_id="pm_x")
+                    assert deposit.payment_id is not None
                     with lock:
                         deposit_payments.append(deposit.payment_id)
                 elif roll < 0.85:
@@ -137,7 +138,7 @@ def _run_threads(count: int, target) -> list[BaseException]:
 def test_withdrawals_when_many_requests_race_for_one_balance_then_never_overdrawn():
     from tests.conftest import client_for
 
-    customer = CustomerFactory()
+    customer = CustomerFactory.create()
     fund(customer, 10_000)
     statuses: list[int] = []
 
@@ -155,7 +156,7 @@ def test_withdrawals_when_many_requests_race_for_one_balance_then_never_overdraw
 
 
 def test_withdrawal_when_staff_decide_it_at_once_then_exactly_one_decision():
-    customer = CustomerFactory()
+    customer = CustomerFactory.create()
     fund(customer, 5_000)
     withdrawal = withdrawal_request(user=customer, amount=2_000)
     approver = user_in_role("finance")

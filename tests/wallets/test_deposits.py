@@ -14,7 +14,7 @@ from django.db import connection, transaction
 
 from config.errors import CardDeclined, StripeUnavailable
 from payments.locks import lock_payment
-from payments.models import Payment
+from payments.models import Payment, PaymentKind, PaymentMethodType
 from tests.conftest import assert_error, client_for
 from tests.factories import CustomerFactory
 from tests.wallets.conftest import verify
@@ -24,8 +24,9 @@ from wallets.models import Account, Deposit, Entry
 URL = "/api/v1/wallet/deposits"
 
 
-def _record(payment_id: str, status: str) -> None:
+def _record(payment_id: str | None, status: str) -> None:
     """What the payments app does with a charge's outcome (and a webhook with an event)."""
+    assert payment_id is not None
     with transaction.atomic():
         payment = lock_payment(payment_id)
         payment.status = status
@@ -156,7 +157,7 @@ def test_deposit_when_over_rate_then_429(customer_api, card, settings):
 
 def test_deposit_detail_when_other_users_then_404(customer_api, card):
     deposit_id = customer_api.post(URL, {"amount": 1_000, "payment_method": "pm_card_visa"}, format="json").json()["id"]
-    assert_error(client_for(CustomerFactory()).get(f"{URL}/{deposit_id}"), 404, "not_found")
+    assert_error(client_for(CustomerFactory.create()).get(f"{URL}/{deposit_id}"), 404, "not_found")
     assert_error(customer_api.get(f"{URL}/dep_unknown"), 404, "not_found")
 
 
@@ -219,7 +220,9 @@ def test_hook_when_payment_is_not_a_deposit_then_ignored(customer):
     from payments.services.charges import payment_create
 
     with transaction.atomic():
-        payment = payment_create(user=customer, kind="order", method="card", amount=1_000, currency="usd")
+        payment = payment_create(
+            user=customer, kind=PaymentKind.ORDER, method=PaymentMethodType.CARD, amount=1_000, currency="usd"
+        )
     _record(payment.pk, "succeeded")
     assert not Entry.objects.exists()
 

@@ -32,6 +32,7 @@ def test_deposit_when_success_redelivered_by_webhooks_then_credited_once(fake_st
     pm = fake_stripe.attach_card(customer_api.user)
     body = customer_api.post(URL, {"amount": 1_200, "payment_method": pm}, format="json").json()
     payment = Payment.objects.get(pk=body["payment"])
+    assert payment.stripe_payment_intent_id is not None
     intent = stripe.PaymentIntent.retrieve(payment.stripe_payment_intent_id)
     for _ in range(3):
         payment_sync(payment_id=payment.pk, intent=intent)  # what each webhook delivery applies

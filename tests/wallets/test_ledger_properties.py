@@ -52,8 +52,8 @@ def test_ledger_when_random_operations_then_invariants_hold(db, pending_charges,
         pass
 
 
-def _run(steps: list[tuple[str, int, object]]) -> None:
-    users = [CustomerFactory(), MerchantFactory(), CustomerFactory()]
+def _run(steps: list[tuple[str, int, int | str]]) -> None:
+    users = [CustomerFactory.create(), MerchantFactory.create(), CustomerFactory.create()]
     wallets = [wallet_id_for(user_id=user.pk, role=user.role) for user in users]
     balance = [0] * USERS
     held = [0] * USERS
@@ -62,25 +62,28 @@ def _run(steps: list[tuple[str, int, object]]) -> None:
     credited: set[str] = set()
 
     for op, index, value in steps:
+        # A payment event carries a status; every other operation an amount.
+        amount = value if isinstance(value, int) else 0
+        status = value if isinstance(value, str) else ""
         if op == "fund":
-            wallet_adjust(account_id=wallets[index], amount=value, reason="property", actor=None)
-            balance[index] += value
+            wallet_adjust(account_id=wallets[index], amount=amount, reason="property", actor=None)
+            balance[index] += amount
         elif op == "debit":
             try:
-                wallet_adjust(account_id=wallets[index], amount=-value, reason="property", actor=None)
-                balance[index] -= value
+                wallet_adjust(account_id=wallets[index], amount=-amount, reason="property", actor=None)
+                balance[index] -= amount
             except InsufficientFunds:
-                assert balance[index] < value
+                assert balance[index] < amount
         elif op == "withdraw":
             try:
-                withdrawal = withdrawal_request(user=users[index], amount=value)
-                balance[index] -= value
-                held[index] += value
-                withdrawals.append((withdrawal.pk, index, value))
+                withdrawal = withdrawal_request(user=users[index], amount=amount)
+                balance[index] -= amount
+                held[index] += amount
+                withdrawals.append((withdrawal.pk, index, amount))
             except LimitExceeded:
-                assert value < 500
+                assert amount < 500
             except InsufficientFunds:
-                assert balance[index] < value
+                assert balance[index] < amount
         elif op in ("approve", "reject") and withdrawals:
             withdrawal_id, owner, amount = withdrawals[index % len(withdrawals)]
             pending = Withdrawal.objects.get(pk=withdrawal_id).status == "pending"
@@ -95,15 +98,16 @@ def _run(steps: list[tuple[str, int, object]]) -> None:
             except InvalidStatus:
                 assert not pending
         elif op == "deposit":
-            deposits.append((deposit_create(user=users[index], amount=value, payment_method_id="pm_x"), index))
+            deposits.append((deposit_create(user=users[index], amount=amount, payment_method_id="pm_x"), index))
         elif op == "payment_event" and deposits:
             deposit, owner = deposits[index % len(deposits)]
             with transaction.atomic():
+                assert deposit.payment_id is not None
                 payment = lock_payment(deposit.payment_id)
-                payment.status = value
+                payment.status = status
                 payment.save(update_fields=["status"])
                 deposit_on_payment_changed(payment=payment)
-            if value == "succeeded" and deposit.pk not in credited:
+            if status == "succeeded" and deposit.pk not in credited:
                 credited.add(deposit.pk)
                 balance[owner] += deposit.amount
 

@@ -35,7 +35,7 @@ def _run(statement: LedgerStatement, *, gate: bool = True) -> int:
 
 
 def _wallets() -> tuple[str, str, str]:
-    buyer, merchant = CustomerFactory(), MerchantFactory()
+    buyer, merchant = CustomerFactory.create(), MerchantFactory.create()
     fund(buyer, 1_000)
     fees = platform_account_id(AccountKind.PLATFORM_FEES, "usd")
     return (

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from django.db import DatabaseError, connection, transaction
 
+from payments.models import PaymentKind, PaymentMethodType
 from tests.wallets.conftest import fund, verify
 from wallets.models import Account, Entry, Posting
 from wallets.verify import CHECKS
@@ -103,6 +104,7 @@ def test_ledger_rows_when_changed_through_orm_then_refused(customer):
     with pytest.raises(TypeError):
         Posting.objects.filter(entry=entry).delete()
     posting = Posting.objects.filter(entry=entry).first()
+    assert posting is not None
     posting.amount = 1
     with pytest.raises(TypeError):
         posting.save()
@@ -114,7 +116,9 @@ def test_ledger_verify_when_dispute_holds_wallet_funds_then_held_accounted(custo
 
     fund(customer, 5_000)
     with transaction.atomic():
-        payment = payment_create(user=customer, kind="deposit", method="card", amount=2_000, currency="usd")
+        payment = payment_create(
+            user=customer, kind=PaymentKind.DEPOSIT, method=PaymentMethodType.CARD, amount=2_000, currency="usd"
+        )
     dispute = dispute_open(payment_id=payment.pk, stripe_dispute_id="dp_test_1", amount=2_000)
     account = Account.objects.get(owner=customer)
     assert (account.balance, account.held) == (3_000, 2_000)

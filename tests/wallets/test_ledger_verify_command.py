@@ -41,7 +41,7 @@ def _ledger_verify() -> subprocess.CompletedProcess:
 
 @pytest.mark.django_db(transaction=True)
 def test_ledger_verify_process_when_sound_then_0_and_when_broken_then_1_naming_account():
-    customer = CustomerFactory()
+    customer = CustomerFactory.create()
     fund(customer, 4_200)
     sound = _ledger_verify()
     assert sound.returncode == 0, sound.stdout + sound.stderr

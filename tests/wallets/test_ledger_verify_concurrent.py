@@ -20,7 +20,7 @@ def _backend_pid() -> int:
 
 
 def test_ledger_verify_when_outside_transaction_then_checks_on_other_connections_closed_after(monkeypatch):
-    fund(CustomerFactory(), 4_200)
+    fund(CustomerFactory.create(), 4_200)
     caller = _backend_pid()
     used: list[tuple[int, str]] = []
     wrappers = []
@@ -44,7 +44,7 @@ def test_ledger_verify_when_outside_transaction_then_checks_on_other_connections
 
 
 def test_ledger_verify_when_inside_transaction_then_checks_see_its_uncommitted_writes():
-    customer = CustomerFactory()
+    customer = CustomerFactory.create()
     fund(customer, 4_200)
     account = Account.objects.get(owner=customer)
     with transaction.atomic():
@@ -57,7 +57,7 @@ def test_ledger_verify_when_inside_transaction_then_checks_see_its_uncommitted_w
 
 
 def test_ledger_verify_when_concurrent_and_several_broken_then_lines_in_order_and_first_named():
-    customer, other = CustomerFactory(), CustomerFactory()
+    customer, other = CustomerFactory.create(), CustomerFactory.create()
     entry = fund(customer, 5_000)
     fund(other, 3_000)
     posting = Posting.objects.get(entry=entry, account__owner=customer)

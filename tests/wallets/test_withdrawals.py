@@ -176,7 +176,7 @@ def test_withdrawal_request_when_over_rate_then_429(customer_api, funded_custome
 
 def test_withdrawals_list_when_owner_then_own_newest_first_paginated(customer_api, funded_customer):
     ids = [customer_api.post(URL, {"amount": 500 + i}, format="json").json()["id"] for i in range(3)]
-    other = CustomerFactory()
+    other = CustomerFactory.create()
     fund(other, 1_000)
     client_for(other).post(URL, {"amount": 500}, format="json")
     page = customer_api.get(f"{URL}?limit=2").json()
@@ -188,7 +188,7 @@ def test_withdrawals_list_when_owner_then_own_newest_first_paginated(customer_ap
 
 def test_withdrawal_detail_when_other_users_then_404(customer_api, funded_customer):
     withdrawal_id = customer_api.post(URL, {"amount": 500}, format="json").json()["id"]
-    stranger = client_for(CustomerFactory())
+    stranger = client_for(CustomerFactory.create())
     assert_error(stranger.get(f"{URL}/{withdrawal_id}"), 404, "not_found")
     assert_error(customer_api.get(f"{URL}/wdr_unknown"), 404, "not_found")
 
