@@ -153,5 +153,5 @@ def registry_for_scrape() -> CollectorRegistry | None:
     if not multiprocess_dir():
         return None
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    multiprocess.MultiProcessCollector(registry)
     return registry

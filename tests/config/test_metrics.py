@@ -23,8 +23,8 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def scrape(token: str | None = TOKEN) -> Samples:
-    headers = {} if token is None else {"HTTP_AUTHORIZATION": f"Bearer {token}"}
-    response = Client().get("/metrics", **headers)
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    response = Client().get("/metrics", headers=headers)
     assert response.status_code == 200, response.content[:300]
     assert response["Content-Type"].startswith("text/plain")
     return {
@@ -58,8 +58,8 @@ def token(settings: Any) -> str:
 def test_each_event_when_committed_then_its_counter_moves_by_exactly_one(
     token: str, fake_stripe: Any, customer_api: Any, customer: Any, merchant_api: Any, merchant: Any
 ) -> None:
-    product = ProductFactory(merchant=merchant, price=1000, stock=1, fulfillment="KEY-1")
-    card_product = ProductFactory(merchant=merchant, price=700, stock=5, fulfillment="KEY-2")
+    product = ProductFactory.create(merchant=merchant, price=1000, stock=1, fulfillment="KEY-1")
+    card_product = ProductFactory.create(merchant=merchant, price=700, stock=5, fulfillment="KEY-2")
     fund(customer, 5000)
     declining = fake_stripe.attach_card(customer, "4000000000000341")
     before = scrape()
@@ -99,7 +99,7 @@ def test_each_event_when_committed_then_its_counter_moves_by_exactly_one(
 def test_wallet_purchase_when_the_caller_rolls_back_then_nothing_is_counted(
     token: str, customer: Any, merchant: Any
 ) -> None:
-    product = ProductFactory(merchant=merchant, price=1000, stock=3, fulfillment="KEY-3")
+    product = ProductFactory.create(merchant=merchant, price=1000, stock=3, fulfillment="KEY-3")
     fund(customer, 5000)
     before = scrape()
 
@@ -129,9 +129,9 @@ def test_celery_task_when_run_then_its_outcome_is_counted(token: str) -> None:
 @pytest.mark.django_db
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {TOKEN}", TOKEN])
 def test_metrics_when_token_set_and_not_given_then_401(token: str, header: str | None) -> None:
-    headers = {} if header is None else {"HTTP_AUTHORIZATION": header}
+    headers = {} if header is None else {"Authorization": header}
 
-    response = Client().get("/metrics", **headers)
+    response = Client().get("/metrics", headers=headers)
 
     assert response.status_code == 401
     assert response["WWW-Authenticate"].startswith("Bearer")

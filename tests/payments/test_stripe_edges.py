@@ -38,7 +38,9 @@ def _deliver(capture, event_type: str, obj: object, **top: object) -> StripeEven
     with capture(execute=True):
         response = deliver(body := _event_body(event_type, obj, **top), sign(body))
     assert response.status_code == 200, response.content
-    return StripeEvent.objects.order_by("-received_at").first()
+    event = StripeEvent.objects.order_by("-received_at").first()
+    assert event is not None
+    return event
 
 
 # --- production refuses a demo webhook secret -------------------------------------------------
@@ -183,6 +185,7 @@ def test_refund_made_in_stripe_dashboard_then_recorded_as_external_and_order_fol
 ):
     order = _card_order(fake_stripe, customer, merchant)
     payment = Payment.objects.get(pk=order.payment_id)
+    assert payment.stripe_payment_intent_id is not None
     outside = stripe.Refund.create(payment_intent=payment.stripe_payment_intent_id, amount=400)
     charge = stripe.Charge.retrieve(payment.stripe_charge_id)
 
