@@ -74,7 +74,9 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["buyer", "-id"], name="order_buyer_newest"),
             models.Index(fields=["merchant", "-id"], name="order_merchant_newest"),
-            models.Index(fields=["reserved_until"], condition=Q(status="pending"), name="order_pending_expiry"),
+            models.Index(
+                fields=["reserved_until"], condition=Q(status=OrderStatus.PENDING), name="order_pending_expiry"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -187,7 +189,11 @@ class EventDelivery(models.Model):
             ),
             models.UniqueConstraint(fields=["event"], condition=Q(endpoint__isnull=True), name="delivery_one_internal"),
         ]
-        indexes = [models.Index(fields=["next_attempt_at"], condition=Q(status="pending"), name="delivery_pending_due")]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(status=DeliveryStatus.PENDING), name="delivery_pending_due"
+            )
+        ]
         verbose_name_plural = "event deliveries"
 
     def __str__(self) -> str:

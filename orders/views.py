@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
@@ -15,7 +16,7 @@ from accounts.request import signed_in_user
 from config.schema import errors
 from config.throttling import PaymentsThrottle, WriteThrottledMixin
 from orders import selectors
-from orders.models import OrderStatus
+from orders.models import Order, OrderStatus
 from orders.serializers import (
     OrderCreateSerializer,
     OrderSerializer,
@@ -33,7 +34,7 @@ class OrderListCreateView(WriteThrottledMixin, generics.ListAPIView):
     permission_classes = (IsAuthenticated,)
     write_throttle_classes = (PaymentsThrottle,)
 
-    def get_queryset(self) -> Any:
+    def get_queryset(self) -> QuerySet[Order]:
         return selectors.orders_of_buyer(buyer=signed_in_user(self.request))
 
     @extend_schema(
@@ -95,7 +96,7 @@ class MerchantSalesView(generics.ListAPIView):
     serializer_class = SaleSerializer
     permission_classes = (IsMerchant,)
 
-    def get_queryset(self) -> Any:
+    def get_queryset(self) -> QuerySet[Order]:
         query = SalesQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
         return selectors.sales_of_merchant(merchant=signed_in_user(self.request), **query.validated_data)

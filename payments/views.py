@@ -4,6 +4,7 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_not_required
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -19,6 +20,7 @@ from config.pagination import CursorPagination
 from config.schema import errors
 from config.throttling import PaymentsThrottle, RefundsThrottle, WriteThrottledMixin
 from payments import selectors, webhooks
+from payments.models import Payment, SavedCard
 from payments.serializers import (
     PaymentMethodAttachSerializer,
     PaymentSerializer,
@@ -43,7 +45,7 @@ class NewestCardsFirst(CursorPagination):
 class PaymentListView(generics.ListAPIView):
     serializer_class = PaymentSerializer
 
-    def get_queryset(self) -> Any:
+    def get_queryset(self) -> QuerySet[Payment]:
         return selectors.payments_of(signed_in_user(self.request))
 
     @extend_schema(
@@ -68,7 +70,7 @@ class PaymentMethodListCreateView(WriteThrottledMixin, generics.ListAPIView):
     pagination_class = NewestCardsFirst
     write_throttle_classes = (PaymentsThrottle,)
 
-    def get_queryset(self) -> Any:
+    def get_queryset(self) -> QuerySet[SavedCard]:
         return selectors.saved_cards_of(signed_in_user(self.request))
 
     @extend_schema(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.request import Request
@@ -39,7 +40,7 @@ class TransactionListView(generics.ListAPIView):
 
     serializer_class = TransactionSerializer
 
-    def get_queryset(self) -> Any:
+    def get_queryset(self) -> QuerySet[Posting]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return Posting.objects.none()
         return selectors.wallet_postings(signed_in_user(self.request))
@@ -90,7 +91,7 @@ class WithdrawalListCreateView(WriteThrottledMixin, generics.ListAPIView):
     serializer_class = WithdrawalSerializer
     write_throttle_classes = (WithdrawalsThrottle,)
 
-    def get_queryset(self) -> Any:
+    def get_queryset(self) -> QuerySet[Withdrawal]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return Withdrawal.objects.none()
         return selectors.withdrawals_of(signed_in_user(self.request))
