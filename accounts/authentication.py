@@ -32,7 +32,7 @@ class JWTAuthentication(_JWTAuthentication):
         raw = None if header is None else self.get_raw_token(header)
         if raw is None:
             return None
-        remembered = getattr(request._request, _REMEMBERED, None)
+        remembered = getattr(request, _REMEMBERED, None)  # DRF's Request reads through to the HttpRequest
         validated = remembered[1] if remembered is not None and remembered[0] == raw else None
         if validated is None:
             validated = self.get_validated_token(raw)

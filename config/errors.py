@@ -205,7 +205,8 @@ def envelope(error: DomainError) -> dict[str, Any]:
 
 def mark_logged(response: HttpResponse) -> None:
     """Tells Django's request logger that this 5xx was logged already, with its traceback."""
-    response._has_been_logged = True  # type: ignore[attr-defined]
+    # Django's log_response reads this flag and offers no public way to set it.
+    response._has_been_logged = True  # type: ignore[attr-defined]  # noqa: SLF001
 
 
 def error_response(error: DomainError, headers: dict[str, str] | None = None) -> JsonResponse:

@@ -48,7 +48,7 @@ DRAIN_FLAG_TTL_SECONDS = 60
 # payments.tasks.drain_stripe_events, queued by name: the tasks module is a surface above this one.
 DRAIN_TASK = "payments.tasks.drain_stripe_events"
 # Namespace of the advisory locks that keep two workers from applying one event together.
-_APPLY_LOCK_CLASS = 0x53_45  # "SE"
+APPLY_LOCK_CLASS = 0x53_45  # "SE": the advisory-lock class of applying one event
 
 _secrets: dict[UUID, tuple[float, str]] = {}
 
@@ -154,7 +154,7 @@ def event_apply_lock(event_id: str) -> Iterator[bool]:
     one event at the same time.
     """
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", [_APPLY_LOCK_CLASS, event_id])
+        cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", [APPLY_LOCK_CLASS, event_id])
         row = cursor.fetchone()
     if not (row and row[0]):
         yield False
@@ -186,7 +186,7 @@ def pending_events_locked(*, limit: int, skip: Sequence[str] = ()) -> Iterator[l
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT id FROM ({candidates}) AS pending WHERE pg_try_advisory_lock(%s, hashtext(id)) LIMIT %s",  # noqa: S608
-            [*params, _APPLY_LOCK_CLASS, limit],
+            [*params, APPLY_LOCK_CLASS, limit],
         )
         event_ids = [row[0] for row in cursor.fetchall()]
     try:
@@ -199,5 +199,5 @@ def pending_events_locked(*, limit: int, skip: Sequence[str] = ()) -> Iterator[l
 def _apply_unlock(event_ids: list[str]) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pg_advisory_unlock(%s, hashtext(id)) FROM unnest(%s::text[]) AS id", [_APPLY_LOCK_CLASS, event_ids]
+            "SELECT pg_advisory_unlock(%s, hashtext(id)) FROM unnest(%s::text[]) AS id", [APPLY_LOCK_CLASS, event_ids]
         )

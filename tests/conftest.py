@@ -33,7 +33,7 @@ def _fresh_process_state(settings):
     from wallets import ledger
 
     ledger.platform_accounts_forget()
-    ledger._wallet_ids.clear()
+    ledger.wallet_ids_forget()
     cache.clear()
     settings.THROTTLE_SCALE = 0
     yield

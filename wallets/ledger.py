@@ -96,6 +96,11 @@ def platform_accounts_forget() -> None:
 _wallet_ids: dict[tuple[str, str], str] = {}
 
 
+def wallet_ids_forget() -> None:
+    """Drops the in-process memory of wallet ids (after a database flush or a test's rollback)."""
+    _wallet_ids.clear()
+
+
 def wallet_id_for(*, user_id: str, role: str, currency: str | None = None) -> str:
     """The id of the user's wallet in ``currency``, opened on first need (race-safe) and
     remembered in-process once committed.

@@ -12,6 +12,7 @@ import stripe
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
+from config.errors import DomainError
 from payments import gateway
 from payments.models import StripeCustomer
 from payments.stripe_data import plain
@@ -51,7 +52,7 @@ def customer_ensure(*, user: User) -> str:
         # Lost a race to a concurrent first use (no idempotency on the far side): drop ours.
         try:
             gateway.call(stripe.Customer.delete, customer.id)
-        except Exception:
+        except DomainError:
             logger.warning("could not delete a duplicate stripe customer", extra={"customer": customer.id})
         return str(winner)
     _mirror_customer(user=user, customer=customer)

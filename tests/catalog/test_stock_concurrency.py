@@ -23,7 +23,7 @@ def _in_threads(count: int, work) -> list:
         try:
             barrier.wait()
             results[index] = work(index)
-        except Exception as exc:  # surfaced by the assertions below
+        except Exception as exc:  # noqa: BLE001  # any error in a thread is surfaced by the assertions below
             results[index] = exc
         finally:
             connection.close()

@@ -438,7 +438,7 @@ def _applied_elsewhere(event_id: str):
     other = connection.copy()
     try:
         with other.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", [webhooks._APPLY_LOCK_CLASS, event_id])
+            cursor.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", [webhooks.APPLY_LOCK_CLASS, event_id])
         yield
     finally:
         other.close()

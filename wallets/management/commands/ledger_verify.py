@@ -42,8 +42,10 @@ class Command(BaseCommand):
                 disable = None if size["postings"] >= 100_000 else True  # None: only on a terminal
             failures: list[Failure] = []
             outcomes = verification.outcomes()
+            # tqdm writes to the raw streams: Django's OutputWrapper would add a newline to every write.
+            raw_stdout, raw_stderr = self.stdout._out, self.stderr._out  # noqa: SLF001
             with tqdm(
-                outcomes, total=len(CHECKS), desc="ledger_verify", unit="check", disable=disable, file=self.stderr._out
+                outcomes, total=len(CHECKS), desc="ledger_verify", unit="check", disable=disable, file=raw_stderr
             ) as bar:
                 for outcome in bar:
                     check, failure = outcome.check, outcome.failure
@@ -55,7 +57,7 @@ class Command(BaseCommand):
                     if bar.disable:
                         self.stdout.write(line)
                     else:  # above the bar, which stays at the bottom of the terminal
-                        tqdm.write(line, file=self.stdout._out)
+                        tqdm.write(line, file=raw_stdout)
         total = time.perf_counter() - started
         if failures:
             first = failures[0]
