@@ -44,7 +44,7 @@ def stripe_events_replay(*, event_ids: Sequence[str], actor: User | None, reason
                 stripe_event_process(event_id=event_id)
                 outcome = ReplayOutcome(event_id, "applied")
             # Any handler error: stripe_event_process recorded it on the event; the next event still runs.
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001
                 outcome = ReplayOutcome(event_id, "failed", f"{type(exc).__name__}: {exc}")
         audit_record(
             actor=actor,

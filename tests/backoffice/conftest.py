@@ -18,12 +18,12 @@ ROLES = ("no_group", "support", "finance", "superuser", "merchant", "customer")
 def user_in_role(role: str, **fields: object) -> User:
     """A fresh user of ``role`` (one of ``ROLES``)."""
     if role == "merchant":
-        return MerchantFactory(**fields)
+        return MerchantFactory.create(**fields)
     if role == "customer":
-        return CustomerFactory(**fields)
+        return CustomerFactory.create(**fields)
     if role == "superuser":
-        return UserFactory(role=Role.CUSTOMER, is_staff=True, is_superuser=True, **fields)
-    user: User = UserFactory(role=Role.CUSTOMER, is_staff=True, is_superuser=False, **fields)
+        return UserFactory.create(role=Role.CUSTOMER, is_staff=True, is_superuser=True, **fields)
+    user: User = UserFactory.create(role=Role.CUSTOMER, is_staff=True, is_superuser=False, **fields)
     group = {"support": StaffGroup.SUPPORT, "finance": StaffGroup.FINANCE}.get(role)
     if group is not None:
         user.groups.add(Group.objects.get(name=group.value))

@@ -18,7 +18,7 @@ PRICE = 150_000
 
 @pytest.fixture
 def paid_order(customer: User, merchant: User) -> Order:
-    product = ProductFactory(merchant=merchant, price=PRICE, stock=None, fulfillment="thanks")
+    product = ProductFactory.create(merchant=merchant, price=PRICE, stock=None, fulfillment="thanks")
     fund(customer, PRICE)
     response = buy(client_for(customer), product.pk)
     assert response.status_code == 201, response.content

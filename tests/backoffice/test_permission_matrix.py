@@ -47,7 +47,7 @@ class World:
         self.merchant = user_in_role("merchant")
         self.customer = user_in_role("customer")
         self.actor = self.merchant if actor_role == "merchant" else user_in_role(actor_role)
-        product = ProductFactory(merchant=self.merchant, price=200_000, stock=None, fulfillment="thanks")
+        product = ProductFactory.create(merchant=self.merchant, price=200_000, stock=None, fulfillment="thanks")
         fund(self.customer, 410_000)
         orders = [buy(client_for(self.customer), product.pk).json()["id"] for _ in range(2)]
         self.order = Order.objects.get(pk=orders[0])

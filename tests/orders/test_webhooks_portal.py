@@ -73,7 +73,7 @@ def test_webhook_endpoint_create_when_unknown_event_type_then_400(merchant_api):
 def test_webhook_api_when_other_merchants_endpoint_then_404(merchant_api, receiver, call):
     created = _register(merchant_api, receiver.url)
     delivery = _ping(merchant_api, created["id"])["id"]
-    other = client_for(MerchantFactory())
+    other = client_for(MerchantFactory.create())
     method, path = call
 
     response = getattr(other, method)(f"{BASE}/" + path.format(id=created["id"], delivery=delivery), {}, format="json")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import subprocess
@@ -188,7 +189,7 @@ def _deposit_charged_unseen(fake_stripe: Any, user: Any, amount: int) -> dict[st
         confirm=True,
         metadata={"payment_id": payment.pk, "kind": "deposit"},
     )
-    return dict(intent)
+    return intent.to_dict()  # a StripeObject is not a dict
 
 
 def _platform_totals(servers: list[str]) -> Counter[str]:
@@ -207,15 +208,15 @@ def _platform_totals(servers: list[str]) -> Counter[str]:
 
 def test_two_servers_and_two_workers_when_storms_hit_both_then_invariants_hold(stack: Stack, fake_stripe: Any) -> None:
     a, b = stack.servers
-    merchant = MerchantFactory()
-    flash = ProductFactory(merchant=merchant, price=500, stock=20, fulfillment="FLASH")
-    spend = ProductFactory(merchant=merchant, price=1000, stock=100, fulfillment="SPEND")
-    buyers = [CustomerFactory() for _ in range(60)]
+    merchant = MerchantFactory.create()
+    flash = ProductFactory.create(merchant=merchant, price=500, stock=20, fulfillment="FLASH")
+    spend = ProductFactory.create(merchant=merchant, price=1000, stock=100, fulfillment="SPEND")
+    buyers = [CustomerFactory.create() for _ in range(60)]
     for buyer in buyers:
         fund(buyer, 1000)
-    spender = CustomerFactory()
+    spender = CustomerFactory.create()
     fund(spender, 3000)
-    depositors = [CustomerFactory() for _ in range(6)]
+    depositors = [CustomerFactory.create() for _ in range(6)]
     intents = [_deposit_charged_unseen(fake_stripe, user, 2500) for user in depositors]
     bodies = [event_body("payment_intent.succeeded", intent) for intent in intents]
     path = webhook_url()
@@ -226,10 +227,10 @@ def test_two_servers_and_two_workers_when_storms_hit_both_then_invariants_hold(s
     double_spend = _storm([_buy((a, b)[i % 2], spender, spend.pk) for i in range(12)])
     deliveries = _storm(
         [
-            (lambda server=server, body=body: requests.post(
-                f"{server}{path}", data=body, timeout=60,
+            functools.partial(
+                requests.post, f"{server}{path}", data=body, timeout=60,
                 headers={"Content-Type": "application/json", "Stripe-Signature": sign(body)},
-            ))
+            )
             for body in bodies for server in (a, b, b, a)
         ]
     )  # fmt: skip

@@ -39,7 +39,7 @@ def test_withdrawals_disputes_and_refunds_when_racing_on_one_wallet_then_invaria
     merchant: User = user_in_role("merchant")
     customer: User = user_in_role("customer")
     finance, finance2 = user_in_role("finance"), user_in_role("finance")
-    product = ProductFactory(merchant=merchant, price=PRICE, stock=None, fulfillment="thanks")
+    product = ProductFactory.create(merchant=merchant, price=PRICE, stock=None, fulfillment="thanks")
     fund(customer, PRICE * ORDERS)
     orders = [Order.objects.get(pk=buy(client_for(customer), product.pk).json()["id"]) for _ in range(ORDERS)]
     wallet = Account.objects.get(owner_id=merchant.pk, kind="merchant")
@@ -50,14 +50,14 @@ def test_withdrawals_disputes_and_refunds_when_racing_on_one_wallet_then_invaria
     outcomes: list[str] = []
     lock = threading.Lock()
 
-    def guarded(work):  # type: ignore[no-untyped-def]
+    def guarded(work):
         def run() -> None:
             try:
                 start.wait()
                 outcome = work()
                 with lock:
                     outcomes.append(outcome)
-            except BaseException as exc:  # reported below with the thread's failure
+            except BaseException as exc:  # noqa: BLE001  # reported below with the thread's failure
                 with lock:
                     errors.append(exc)
             finally:
@@ -84,8 +84,8 @@ def test_withdrawals_disputes_and_refunds_when_racing_on_one_wallet_then_invaria
         return "refund"
 
     workers = [guarded(withdraw)]
-    workers += [guarded(lambda o=order: dispute(o)) for order in orders[: ORDERS // 2]]  # type: ignore[misc]
-    workers += [guarded(lambda o=order: refund(o)) for order in orders[ORDERS // 2 :]]  # type: ignore[misc]
+    workers += [guarded(lambda o=order: dispute(o)) for order in orders[: ORDERS // 2]]
+    workers += [guarded(lambda o=order: refund(o)) for order in orders[ORDERS // 2 :]]
     workers += [guarded(withdraw) for _ in range(ORDERS // 2 * 2)]
     start = threading.Barrier(len(workers))
     _run(workers)
