@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.request import Request
@@ -19,6 +20,7 @@ from config.pagination import CursorPagination
 from config.schema import errors
 from config.throttling import UserThrottle, WriteThrottledMixin
 from orders import webhook_selectors as selectors
+from orders.models import DeliveryAttempt, WebhookEndpoint
 from orders.services import webhook_endpoints as services
 from orders.webhook_serializers import (
     DeliveryAttemptSerializer,
@@ -39,7 +41,7 @@ class WebhookEndpointListCreateView(WriteThrottledMixin, generics.ListAPIView):
     permission_classes = (IsMerchant,)
     write_throttle_classes = (UserThrottle,)
 
-    def get_queryset(self) -> Any:
+    def get_queryset(self) -> QuerySet[WebhookEndpoint]:
         return selectors.webhook_endpoints_of(merchant=signed_in_user(self.request))
 
     @extend_schema(responses={200: WebhookEndpointSerializer(many=True), **errors(401, 403)}, tags=TAGS)
@@ -123,7 +125,7 @@ class WebhookDeliveryListView(generics.ListAPIView):
     permission_classes = (IsMerchant,)
     pagination_class = CursorPagination
 
-    def get_queryset(self) -> Any:
+    def get_queryset(self) -> QuerySet[DeliveryAttempt]:
         endpoint = selectors.webhook_endpoint_of(
             merchant=signed_in_user(self.request), endpoint_id=self.kwargs["endpoint_id"]
         )

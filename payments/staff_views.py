@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.request import signed_in_user
 from config.schema import errors
 from payments.models import Refund
 from payments.serializers import RefundSerializer
@@ -38,7 +39,7 @@ class StaffRefundDecisionView(APIView):
         decide = refund_approve if self.approve else refund_reject
         refund = decide(
             refund_id=refund_id,
-            actor=request.user,  # type: ignore[arg-type]
+            actor=signed_in_user(request),
             reason=serializer.validated_data["reason"],
         )
         refund = Refund.objects.select_related("payment__order").get(pk=refund.pk)

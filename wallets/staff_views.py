@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.request import signed_in_user
 from accounts.roles import Perm, staff_require
 from config.errors import ValidationFailed
 from config.pagination import CursorPagination
@@ -33,10 +35,10 @@ class StaffWithdrawalListView(generics.ListAPIView):
     serializer_class = StaffWithdrawalSerializer
     pagination_class = OldestFirst
 
-    def get_queryset(self) -> Any:
+    def get_queryset(self) -> QuerySet[Withdrawal]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return Withdrawal.objects.none()
-        staff_require(self.request.user, Perm.DECIDE_WITHDRAWALS)  # type: ignore[arg-type]
+        staff_require(signed_in_user(self.request), Perm.DECIDE_WITHDRAWALS)
         status = self.request.query_params.get("status") or None
         if status is not None and status not in WITHDRAWAL_OPEN_STATUSES:
             allowed = ", ".join(WITHDRAWAL_OPEN_STATUSES)
@@ -70,7 +72,7 @@ class StaffWithdrawalDecisionView(APIView):
         decide = withdrawal_approve if self.approve else withdrawal_reject
         withdrawal = decide(
             withdrawal_id=withdrawal_id,
-            actor=request.user,  # type: ignore[arg-type]
+            actor=signed_in_user(request),
             reason=serializer.validated_data["reason"],
         )
         withdrawal = Withdrawal.objects.select_related("user").get(pk=withdrawal.pk)
