@@ -50,7 +50,7 @@ class EventAdmin(ReadOnlyAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Whoever may look at the tracked model may read its trail.
-        tracked = self.model.pgh_tracked_model  # type: ignore[attr-defined]
+        tracked = self.model.pgh_tracked_model
         return bool(request.user.has_perm(f"{tracked._meta.app_label}.view_{tracked._meta.model_name}"))
 
 

@@ -29,7 +29,7 @@ def _tracked(model: type[models.Model], name: str, **options: Any) -> type[model
         pghistory.UpdateEvent(condition=pghistory.AnyChange(exclude_auto=True)),
         pghistory.DeleteEvent(),
     )
-    return pghistory.create_event_model(  # type: ignore[no-any-return]
+    return pghistory.create_event_model(
         model,
         *trackers,
         app_label="audit",

@@ -25,7 +25,7 @@ class SignInThrottleBackend(AxesStandaloneBackend):
     ) -> None:
         if request is None or isinstance(request, Request):
             return None
-        return super().authenticate(request, username=username, password=password, **kwargs)  # type: ignore[no-any-return]
+        return super().authenticate(request, username=username, password=password, **kwargs)
 
 
 def sign_in_username(request: HttpRequest, credentials: dict[str, Any] | None) -> str:

@@ -151,7 +151,7 @@ class MoneyFormField(forms.Field):
             return to_major(value, self.currency)
         return value
 
-    def to_python(self, value: Any) -> int | None:  # type: ignore[override]
+    def to_python(self, value: Any) -> int | None:
         text = str(value if value is not None else "").strip().replace(",", "")
         if not text:
             return None

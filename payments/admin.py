@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.apps import apps
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -353,7 +354,7 @@ _MIRRORS: dict[type[Any], dict[str, Any]] = {
     djstripe_models.Refund: {"list_display": ("id", "amount", "currency", "charge", "created")},
     djstripe_models.Dispute: {"list_display": ("id", "charge", "payment_intent", "created")},
 }
-for _model in [m for m in list(admin.site._registry) if m._meta.app_label == "djstripe"]:
+for _model in [m for m in apps.get_app_config("djstripe").get_models() if admin.site.is_registered(m)]:
     admin.site.unregister(_model)
 for _model, _options in _MIRRORS.items():
     admin.site.register(

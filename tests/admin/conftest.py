@@ -42,8 +42,8 @@ def totp_now(device: TOTPDevice) -> str:
 
 def paid_wallet_order(price: int = 5000, buyer: User | None = None) -> Order:
     """A customer's order paid from the wallet through the API (the one-statement purchase)."""
-    buyer = buyer or CustomerFactory()
-    product = ProductFactory(merchant=MerchantFactory(), price=price, stock=10)
+    buyer = buyer or CustomerFactory.create()
+    product = ProductFactory.create(merchant=MerchantFactory.create(), price=price, stock=10)
     fund(buyer, price * 3)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens_for(buyer)['access']}")
@@ -53,7 +53,7 @@ def paid_wallet_order(price: int = 5000, buyer: User | None = None) -> Order:
 
 
 def pending_withdrawal(amount: int) -> Withdrawal:
-    merchant = MerchantFactory()
+    merchant = MerchantFactory.create()
     fund(merchant, amount)
     return withdrawal_request(user=merchant, amount=amount)
 

@@ -142,7 +142,7 @@ def test_purchase_when_one_statement_path_then_order_and_payment_recorded_with_b
 
 
 def test_bulk_admin_action_when_products_deactivated_then_each_recorded(role_client: RoleClient) -> None:
-    products = [ProductFactory(), ProductFactory()]
+    products = [ProductFactory.create(), ProductFactory.create()]
     admin_user, client = role_client("superuser")
     client.post(reverse("admin:catalog_product_changelist"),
                 {"action": "deactivate", ACTION_CHECKBOX_NAME: [p.pk for p in products]})  # fmt: skip

@@ -23,7 +23,7 @@ def test_rewrite_when_pghistory_prefix_then_one_statement_with_the_context_cte_f
 
 
 def test_prepared_update_when_in_context_then_history_row_carries_it(db: None) -> None:
-    product = ProductFactory(stock=5)
+    product = ProductFactory.create(stock=5)
     with pghistory.context(reason="prepared path", user="usr_test"):
         for stock in (4, 3, 2, 1, 0, 7):  # more runs than psycopg's prepare threshold
             with prepared_cursor() as cursor:

@@ -71,7 +71,7 @@ def test_auth_token_when_staff_without_otp_then_401_otp_required(db: None, otp_o
 
 def test_auth_token_when_customer_or_otp_off_then_no_code_needed(db: None, settings: Any) -> None:
     settings.STAFF_OTP_REQUIRED = True
-    customer = CustomerFactory()
+    customer = CustomerFactory.create()
     api = APIClient()
     assert api.post("/api/v1/auth/token", {"email": customer.email, "password": PASSWORD},
                     format="json").status_code == 200  # fmt: skip
@@ -101,7 +101,7 @@ def test_dashboard_sign_in_when_failures_then_locked_out(db: None, settings: Any
     from tests.factories import MerchantFactory
 
     settings.AXES_FAILURE_LIMIT = 2
-    merchant = MerchantFactory()
+    merchant = MerchantFactory.create()
     client = Client()
     url = reverse("dashboard:login")
     for _ in range(2):

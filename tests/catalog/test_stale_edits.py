@@ -39,7 +39,7 @@ def dashboard(merchant: Any) -> Client:
 
 def _buy_one(product: Product) -> None:
     """A customer buys one unit through the API (wallet), as a real sale in between would."""
-    buyer = CustomerFactory()
+    buyer = CustomerFactory.create()
     wallet_adjust(account_id=wallet_id_for(user_id=buyer.pk, role=buyer.role), amount=100_000, reason="t", actor=None)
     response = client_for(buyer).post(
         "/api/v1/orders", {"product": product.id, "payment_method": "wallet"}, format="json"
@@ -61,7 +61,7 @@ def _form_fields(page: str) -> dict[str, str]:
 
 
 def test_product_update_when_expected_stock_stale_then_stock_changed_and_nothing_written(merchant: Any) -> None:
-    product = ProductFactory(merchant=merchant, stock=4, name="Old")
+    product = ProductFactory.create(merchant=merchant, stock=4, name="Old")
 
     with pytest.raises(StockChanged) as caught:
         product_update(merchant=merchant, product_id=product.id, stock=10, name="New", expected_stock=5)
@@ -73,7 +73,7 @@ def test_product_update_when_expected_stock_stale_then_stock_changed_and_nothing
 
 
 def test_product_update_when_expected_stock_current_then_set(merchant: Any) -> None:
-    product = ProductFactory(merchant=merchant, stock=None)
+    product = ProductFactory.create(merchant=merchant, stock=None)
 
     product_update(merchant=merchant, product_id=product.id, stock=3, expected_stock=None)
 
@@ -85,7 +85,7 @@ def test_product_update_when_expected_stock_current_then_set(merchant: Any) -> N
 
 
 def test_patch_when_expected_stock_stale_then_409_and_the_sold_unit_stays_sold(merchant: Any) -> None:
-    product = ProductFactory(merchant=merchant, stock=5)
+    product = ProductFactory.create(merchant=merchant, stock=5)
     _buy_one(product)
 
     response = client_for(merchant).patch(
@@ -98,7 +98,7 @@ def test_patch_when_expected_stock_stale_then_409_and_the_sold_unit_stays_sold(m
 
 
 def test_patch_when_expected_stock_current_or_absent_then_set(merchant: Any) -> None:
-    product = ProductFactory(merchant=merchant, stock=5)
+    product = ProductFactory.create(merchant=merchant, stock=5)
     api = client_for(merchant)
 
     guarded = api.patch(f"/api/v1/products/{product.id}", {"stock": 8, "expected_stock": 5}, format="json")
@@ -109,7 +109,7 @@ def test_patch_when_expected_stock_current_or_absent_then_set(merchant: Any) -> 
 
 
 def test_patch_when_expected_stock_without_stock_then_400(merchant: Any) -> None:
-    product = ProductFactory(merchant=merchant, stock=5)
+    product = ProductFactory.create(merchant=merchant, stock=5)
 
     response = client_for(merchant).patch(f"/api/v1/products/{product.id}", {"expected_stock": 5}, format="json")
 
@@ -122,7 +122,7 @@ def test_patch_when_expected_stock_without_stock_then_400(merchant: Any) -> None
 def test_dashboard_edit_when_unit_sold_after_form_loaded_then_stock_change_refused(
     dashboard: Client, merchant: Any
 ) -> None:
-    product = ProductFactory(merchant=merchant, stock=5, price=1000)
+    product = ProductFactory.create(merchant=merchant, stock=5, price=1000)
     page = dashboard.get(f"/dashboard/products/{product.id}/edit/").content.decode()
     form = _form_fields(page)
     assert form["stock"] == "5" and form["stock_based_on"] == "5"
@@ -139,7 +139,7 @@ def test_dashboard_edit_when_unit_sold_after_form_loaded_then_stock_change_refus
 def test_dashboard_edit_when_unit_sold_and_only_name_changed_then_saved_and_unit_stays_sold(
     dashboard: Client, merchant: Any
 ) -> None:
-    product = ProductFactory(merchant=merchant, stock=5, price=1000)
+    product = ProductFactory.create(merchant=merchant, stock=5, price=1000)
     form = _form_fields(dashboard.get(f"/dashboard/products/{product.id}/edit/").content.decode())
     _buy_one(product)
 
@@ -153,7 +153,7 @@ def test_dashboard_edit_when_unit_sold_and_only_name_changed_then_saved_and_unit
 def test_dashboard_edit_when_other_field_changed_elsewhere_then_not_written_back(
     dashboard: Client, merchant: Any
 ) -> None:
-    product = ProductFactory(merchant=merchant, stock=5, price=1000, description="old")
+    product = ProductFactory.create(merchant=merchant, stock=5, price=1000, description="old")
     form = _form_fields(dashboard.get(f"/dashboard/products/{product.id}/edit/").content.decode())
     product_update(merchant=merchant, product_id=product.id, price=2000)  # the API changes the price meanwhile
 
@@ -168,7 +168,7 @@ def test_dashboard_edit_when_other_field_changed_elsewhere_then_not_written_back
 def test_dashboard_money_when_absurd_exponent_then_form_error_not_500(
     dashboard: Client, merchant: Any, typed: str
 ) -> None:
-    product = ProductFactory(merchant=merchant, stock=5, price=1000)
+    product = ProductFactory.create(merchant=merchant, stock=5, price=1000)
     form = _form_fields(dashboard.get(f"/dashboard/products/{product.id}/edit/").content.decode())
 
     edit = dashboard.post(f"/dashboard/products/{product.id}/edit/", {**form, "price": typed})
@@ -197,7 +197,7 @@ def test_money_form_field_when_absurd_or_invalid_then_validation_error(typed: st
 
 
 def test_admin_product_change_when_unit_sold_meanwhile_then_stock_not_overwritten(staff: Any, merchant: Any) -> None:
-    product = ProductFactory(merchant=merchant, stock=5, price=1000)
+    product = ProductFactory.create(merchant=merchant, stock=5, price=1000)
     admin = Client()
     admin.force_login(staff)
     page = admin.get(f"/admin/catalog/product/{product.id}/change/")

@@ -54,8 +54,8 @@ def _fmt(amount: int) -> str:
 
 
 def _sell(merchant: Any, price: int = 1000, quantity: int = 1) -> Order:
-    product = ProductFactory(merchant=merchant, price=price, stock=50)
-    buyer = CustomerFactory()
+    product = ProductFactory.create(merchant=merchant, price=price, stock=50)
+    buyer = CustomerFactory.create()
     wallet_adjust(account_id=wallet_id_for(user_id=buyer.pk, role=buyer.role), amount=100_000, reason="t", actor=None)
     body = {"product": product.id, "payment_method": "wallet", "quantity": quantity}
     response = client_for(buyer).post("/api/v1/orders", body, format="json")
@@ -82,12 +82,12 @@ def test_new_pages_when_anonymous_then_login(client: Client, path: str) -> None:
 
 @pytest.mark.parametrize("path", NEW_PAGES)
 def test_new_pages_when_customer_signed_in_then_403(client: Client, path: str) -> None:
-    client.force_login(CustomerFactory())
+    client.force_login(CustomerFactory.create())
     assert client.get(path).status_code == 403
 
 
 def test_webhook_pages_when_other_merchants_endpoint_or_delivery_then_404(dashboard: Client, merchant: Any) -> None:
-    theirs = webhook_endpoint_create(merchant=MerchantFactory(), url="http://127.0.0.1:9/x")
+    theirs = webhook_endpoint_create(merchant=MerchantFactory.create(), url="http://127.0.0.1:9/x")
     mine = webhook_endpoint_create(merchant=merchant, url="http://127.0.0.1:9/y")
     dashboard.post(f"/dashboard/webhooks/{mine.id}/test/")
     my_delivery = EventDelivery.objects.get(endpoint=mine)
@@ -102,7 +102,7 @@ def test_webhook_pages_when_other_merchants_endpoint_or_delivery_then_404(dashbo
 
 
 def test_sale_detail_when_order_of_another_merchant_then_404_and_no_refund(dashboard: Client) -> None:
-    order = _sell(MerchantFactory())
+    order = _sell(MerchantFactory.create())
     response = dashboard.post(f"/dashboard/sales/{order.id}/", {"amount": "", "reason": "", "confirm": "yes"})
     assert response.status_code == 404
     order.refresh_from_db()
@@ -168,7 +168,7 @@ def test_sales_csv_when_exported_then_header_rows_and_sums_agree_with_overview(
     orders = [_sell(merchant, price=1000), _sell(merchant, price=2000, quantity=2), _sell(merchant, price=333)]
     refund = client_for(merchant).post("/api/v1/refunds", {"order": orders[0].id, "amount": 250}, format="json")
     assert refund.status_code == 201, refund.content
-    _sell(MerchantFactory())  # someone else's sale is never exported
+    _sell(MerchantFactory.create())  # someone else's sale is never exported
 
     response = dashboard.get("/dashboard/sales.csv")
 

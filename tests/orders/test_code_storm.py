@@ -29,10 +29,10 @@ def _pool(merchant: Any, codes: list[str]) -> Product:
 
 
 def test_code_storm_when_200_buyers_race_for_50_codes_then_50_orders_hold_the_50_distinct_codes() -> None:
-    merchant = MerchantFactory()
+    merchant = MerchantFactory.create()
     uploaded = [f"TICKET-{i:04d}-{i * 7919 % 10007:05d}" for i in range(50)]
     product = _pool(merchant, uploaded)
-    buyers = [CustomerFactory() for _ in range(200)]
+    buyers = [CustomerFactory.create() for _ in range(200)]
     for buyer in buyers:
         fund(buyer, 5000)
     clients = [client_for(buyer) for buyer in buyers]
@@ -56,9 +56,9 @@ def test_code_storm_when_200_buyers_race_for_50_codes_then_50_orders_hold_the_50
 
 
 def test_code_storm_when_uploads_race_purchases_then_stock_always_equals_the_unsold_codes() -> None:
-    merchant = MerchantFactory()
+    merchant = MerchantFactory.create()
     product = _pool(merchant, [f"SEED-{i}" for i in range(10)])
-    buyers = [CustomerFactory() for _ in range(80)]
+    buyers = [CustomerFactory.create() for _ in range(80)]
     for buyer in buyers:
         fund(buyer, 5000)
     clients = [client_for(buyer) for buyer in buyers]

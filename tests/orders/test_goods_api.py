@@ -88,10 +88,10 @@ def test_codes_when_one_is_a_duplicate_then_400_and_nothing_added(merchant: Any,
 def test_codes_when_another_merchants_product_then_404(merchant: Any) -> None:
     product = _product(merchant, "codes")
     product_codes_add(merchant=merchant, product_id=product.pk, codes=["SECRET-1"])
-    other = client_for(MerchantFactory())
+    other = client_for(MerchantFactory.create())
     assert other.get(f"/api/v1/products/{product.pk}/codes").status_code == 404
     assert other.post(f"/api/v1/products/{product.pk}/codes", {"codes": ["N"]}, format="json").status_code == 404
-    assert client_for(CustomerFactory()).get(f"/api/v1/products/{product.pk}/codes").status_code == 403
+    assert client_for(CustomerFactory.create()).get(f"/api/v1/products/{product.pk}/codes").status_code == 403
 
 
 def test_buy_when_codes_then_each_unit_gets_its_own_code_and_the_pool_shows_the_order(
@@ -195,7 +195,7 @@ def test_file_when_uploaded_then_name_size_sha256_and_only_for_file_products(
     text = _product(merchant, "text")
     upload = SimpleUploadedFile("x.txt", b"x")
     assert merchant_api.put(f"/api/v1/products/{text.pk}/file", {"file": upload}, format="multipart").status_code == 400
-    other = client_for(MerchantFactory())
+    other = client_for(MerchantFactory.create())
     upload = SimpleUploadedFile("x.txt", b"x")
     assert other.put(f"/api/v1/products/{product.pk}/file", {"file": upload}, format="multipart").status_code == 404
 
@@ -255,7 +255,7 @@ def test_library_when_another_buyer_asks_then_404_and_never_the_file(
     product = _file_product(merchant)
     fund(customer, 10_000)
     goods = buy(customer_api, product.pk).json()["goods"][0]
-    stranger = client_for(CustomerFactory())
+    stranger = client_for(CustomerFactory.create())
 
     assert stranger.post(f"/api/v1/library/{goods['id']}/link").status_code == 404
     assert stranger.get("/api/v1/library").json()["results"] == []
