@@ -339,7 +339,7 @@ def test_product_codes_when_uploaded_from_text_file_then_stock_and_statuses_show
     page = response.content.decode()
     assert "Added 3 codes; 3 available to sell." in page
     assert '<dd id="stock">3</dd>' in page and "AAA-1" in page and "Available" in page
-    buyer = CustomerFactory()
+    buyer = CustomerFactory.create()
     wallet_adjust(account_id=wallet_id_for(user_id=buyer.pk, role=buyer.role), amount=5000, reason="t", actor=None)
     bought = client_for(buyer).post(
         "/api/v1/orders", {"product": product_id, "payment_method": "wallet"}, format="json"
@@ -386,7 +386,7 @@ def test_product_create_when_text_without_content_or_codes_with_stock_then_error
 def test_product_pages_when_other_merchants_product_then_404(dashboard: Client) -> None:
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    theirs = ProductFactory(merchant=MerchantFactory())
+    theirs = ProductFactory.create(merchant=MerchantFactory.create())
     assert dashboard.get(f"/dashboard/products/{theirs.id}/").status_code == 404
     upload = SimpleUploadedFile("codes.txt", b"X\n")
     assert dashboard.post(f"/dashboard/products/{theirs.id}/codes/", {"codes_file": upload}).status_code == 404
