@@ -97,7 +97,7 @@ def product_create(request: HttpRequest) -> HttpResponse:
         except DomainError as error:
             form_error(form, error)
         else:
-            follow = {Delivery.CODES: " Now upload its codes.", Delivery.FILE: " Now upload its file."}
+            follow: dict[str, str] = {Delivery.CODES: " Now upload its codes.", Delivery.FILE: " Now upload its file."}
             messages.success(request, f"Created {product.name} ({product.id}).{follow.get(product.delivery, '')}")
             return redirect("dashboard:product", product_id=product.id)
     return render(request, "dashboard/product_form.html", {"form": form, "product": None})
