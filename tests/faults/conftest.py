@@ -1,0 +1,161 @@
+"""One shared stack per fault module: gunicorn and a real Celery worker on the test database, with the
+platform's Stripe calls going through the fault proxy to the run's fake Stripe server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from django.conf import settings
+from django.db import connection
+
+from bench.stack import _children, _die_with_parent, free_port
+from tests.faults.proxy import FaultProxy
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def server_env(database_url: str, stripe_base: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "TEST_DB", "CELERY_", "PROMETHEUS_"))}
+    env.pop("TESTING", None)
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DEBUG="false",
+        SECRET_KEY=settings.SECRET_KEY,  # the test mints the JWTs the server checks
+        ALLOWED_HOSTS="127.0.0.1",
+        SECURE_SSL_REDIRECT="false",
+        THROTTLE_SCALE="0",
+        DATABASE_URL=database_url,
+        REDIS_URL=settings.REDIS_URL,
+        STRIPE_API_BASE=stripe_base,
+        STRIPE_WEBHOOK_SECRET="whsec_" + "faults0test" * 3,  # startup wants one; deliveries check the endpoint row
+        STRIPE_TIMEOUT_SECONDS="2",
+        STRIPE_MAX_NETWORK_RETRIES="0",
+        WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
+        LOG_LEVEL="WARNING",
+        PYTHONDONTWRITEBYTECODE="1",
+        **extra,
+    )
+    return env
+
+
+@dataclass
+class FaultStack:
+    """gunicorn (``web``) and Celery workers (``worker_N``), each in a process group of its own that gets
+    SIGTERM when the test process dies; ``proxy`` sits between them and the fake Stripe server."""
+
+    logs: Path
+    env: dict[str, str]
+    proxy: FaultProxy
+    web_url: str = ""
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    workers_started: int = 0
+
+    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start_web(self) -> None:
+        port = free_port()
+        argv = [str(BIN / "gunicorn"), "config.wsgi:application", "--config", str(ROOT / "config" / "gunicorn.py")]
+        argv += ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4", "--graceful-timeout", "3"]
+        argv += ["--timeout", "30"]
+        self.spawn("web", argv)
+        self.web_url = f"http://127.0.0.1:{port}"
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs["web"].poll() is not None:
+                raise RuntimeError(f"gunicorn exited while starting:\n{self.log('web')}")
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{self.web_url}/healthz", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"gunicorn did not answer within {timeout}s:\n{self.log('web')}")
+
+    def start_worker(self) -> str:
+        self.workers_started += 1
+        name = f"worker_{self.workers_started}"
+        argv = [str(BIN / "celery"), "-A", "config", "worker", "-n", f"{name}@%h", "--concurrency", "1"]
+        argv += ["--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "WARNING"]
+        self.spawn(name, argv)
+        return name
+
+    def web_workers(self) -> list[int]:
+        return _children(self.procs["web"].pid)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL to the whole process group (a Celery worker's pool children too): no cleanup runs."""
+        proc = self.procs.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        self.proxy.stop()
+        for proc in self.procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def fault_stack(
+    fake_stripe_server: str, django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FaultStack]:
+    """gunicorn and one Celery worker, shared by the module's tests (each test flushes the tables itself)."""
+    import redis
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()  # this run's own Redis database: broker and cache
+    upstream = urlsplit(fake_stripe_server)
+    proxy = FaultProxy(upstream.hostname or "127.0.0.1", upstream.port or 80).start()
+    with django_db_blocker.unblock():
+        database_url = _database_url()
+    stack = FaultStack(logs=tmp_path_factory.mktemp("faults"), env=server_env(database_url, proxy.url), proxy=proxy)
+    try:
+        stack.start_web()
+        stack.start_worker()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def faults(fault_stack: FaultStack, fake_stripe: Any) -> Iterator[FaultStack]:
+    """The shared stack with the fake Stripe reset and the proxy passing everything again afterwards."""
+    fault_stack.proxy.set("pass")
+    yield fault_stack
+    fault_stack.proxy.set("pass")
