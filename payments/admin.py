@@ -360,3 +360,19 @@ for _model, _options in _MIRRORS.items():
     admin.site.register(
         _model, type(f"{_model.__name__}MirrorAdmin", (StripeMirrorAdmin,), {"__module__": __name__, **_options})
     )
+
+
+# Reconciliation runs (``manage.py reconcile`` and its daily task): read-only for staff.
+from payments.models import ReconcileItem, ReconcileRun  # noqa: E402  (kept beside its registration)
+
+
+class ReconcileItemInline(ReadOnlyInline):
+    model = ReconcileItem
+    fields = ("object_type", "object_id", "outcome", "field", "ours", "stripe", "note")
+
+
+@admin.register(ReconcileRun)
+class ReconcileRunAdmin(ReadOnlyAdmin):
+    list_display = ("id", "since", "started_at", "finished_at", "matched", "fixed", "mismatched")
+    list_filter = ("mismatched",)
+    inlines = [ReconcileItemInline]
