@@ -18,7 +18,7 @@ from payments.models import Dispute, Payment, Refund, StripeEvent
 from wallets.models import Withdrawal
 
 
-def _tracked(model: type[models.Model], name: str, **options: Any) -> type[models.Model]:
+def _tracked(model: type[models.Model], name: str, **options: Any) -> Any:
     """An event table ``audit.<name>`` for ``model``: inserts, updates (any change) and deletes."""
     pk = model._meta.pk
     assert pk is not None
@@ -47,7 +47,7 @@ def _tracked(model: type[models.Model], name: str, **options: Any) -> type[model
 UserEvent = _tracked(User, "UserEvent", fields=["id", "email", "role", "first_name", "last_name", "is_active",
                                                  "is_staff", "is_superuser", "created_at"])  # fmt: skip
 # Groups and direct permissions of a user: each add and each removal is its own row.
-UserGroupEvent = pghistory.create_event_model(
+UserGroupEvent: Any = pghistory.create_event_model(
     User.groups.through,
     pghistory.InsertEvent("group.add"),
     pghistory.DeleteEvent("group.remove"),
@@ -56,7 +56,7 @@ UserGroupEvent = pghistory.create_event_model(
     obj_field=None,  # type: ignore[arg-type]  # no object: the row names its user
     abstract=False,
 )
-UserPermissionEvent = pghistory.create_event_model(
+UserPermissionEvent: Any = pghistory.create_event_model(
     User.user_permissions.through,
     pghistory.InsertEvent("permission.add"),
     pghistory.DeleteEvent("permission.remove"),
@@ -91,7 +91,7 @@ DisputeEvent = _tracked(Dispute, "DisputeEvent", fields=["id", "payment", "strip
                                                          "currency", "status", "reason", "resolved_by", "created_at",
                                                          "resolved_at"])  # fmt: skip
 # A Stripe event's status changes (a staff replay among them); not its arrival nor its payload.
-StripeEventChange = pghistory.create_event_model(
+StripeEventChange: Any = pghistory.create_event_model(
     StripeEvent,
     pghistory.UpdateEvent(condition=pghistory.AnyChange()),
     app_label="audit",

@@ -99,7 +99,7 @@ def object_history(obj: models.Model, *, limit: int = 50) -> list[HistoryRow]:
     if isinstance(obj, User):
         for through in (UserGroupEvent, UserPermissionEvent):
             links = list(
-                through.objects.filter(user_id=obj.pk).select_related("pgh_context").order_by("-pgh_id")[:limit]  # type: ignore[attr-defined]
+                through.objects.filter(user_id=obj.pk).select_related("pgh_context").order_by("-pgh_id")[:limit]
             )
             rows += _rows(list(reversed(links)), [f for f in _snapshot_fields(through) if f != "user_id"])
     return sorted(rows, key=lambda row: row.at, reverse=True)[:limit]

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from accounts.services import tokens_for
 from orders.models import Order
+from payments.models import Payment
 from tests.backoffice.conftest import user_in_role
 from tests.factories import CustomerFactory, MerchantFactory, ProductFactory
 from wallets.ledger import wallet_adjust, wallet_id_for
@@ -50,6 +51,12 @@ def paid_wallet_order(price: int = 5000, buyer: User | None = None) -> Order:
     response = client.post("/api/v1/orders", {"product": product.pk, "payment_method": "wallet"}, format="json")
     assert response.status_code == 201, response.content
     return Order.objects.select_related("payment", "buyer").get(pk=response.json()["id"])
+
+
+def payment_of(order: Order) -> Payment:
+    """The order's payment (a paid order always has one)."""
+    assert order.payment is not None
+    return order.payment
 
 
 def pending_withdrawal(amount: int) -> Withdrawal:

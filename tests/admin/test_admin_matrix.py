@@ -16,7 +16,7 @@ from djstripe import models as djstripe_models
 from accounts.models import User
 from payments.models import DisputeStatus, Refund, StripeEvent, StripeEventStatus
 from payments.services.disputes import dispute_open
-from tests.admin.conftest import paid_wallet_order, pending_withdrawal
+from tests.admin.conftest import paid_wallet_order, payment_of, pending_withdrawal
 from tests.backoffice.conftest import ROLES
 from wallets.models import Withdrawal, WithdrawalStatus
 
@@ -33,9 +33,9 @@ def _action(client: Client, url: str, action: str, pk: str, reason: str = "check
 def test_refund_page_when_role_then_only_support_finance_superuser_refund(role: str, role_client: RoleClient) -> None:
     order = paid_wallet_order(price=2000)
     _, client = role_client(role)
-    url = reverse("admin:payments_payment_refund", args=[order.payment.pk])
+    url = reverse("admin:payments_payment_refund", args=[payment_of(order).pk])
     response = client.post(url, {"amount": 500, "reason": "customer asked"})
-    refunded = Refund.objects.filter(payment=order.payment).exists()
+    refunded = Refund.objects.filter(payment=payment_of(order)).exists()
     assert refunded == (role in STAFF_WHO_REFUND)
     if role in ("merchant", "customer"):
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
@@ -55,7 +55,7 @@ def test_withdrawal_approve_when_role_then_only_finance_pays(role: str, role_cli
 @pytest.mark.parametrize("role", ROLES)
 def test_dispute_resolve_when_role_then_only_finance_resolves(role: str, role_client: RoleClient) -> None:
     order = paid_wallet_order(price=3000)
-    dispute = dispute_open(payment_id=order.payment.pk, stripe_dispute_id=f"dp_{role}", amount=3000)
+    dispute = dispute_open(payment_id=payment_of(order).pk, stripe_dispute_id=f"dp_{role}", amount=3000)
     _, client = role_client(role)
     _action(client, reverse("admin:payments_dispute_changelist"), "resolve_won", dispute.pk)
     dispute.refresh_from_db()
@@ -138,7 +138,7 @@ def test_money_records_when_superuser_then_read_only_and_unneeded_stripe_mirrors
               "wallets_account", "orders_order", "djstripe_charge", "djstripe_event", "djstripe_customer")  # fmt: skip
     for name in models:
         assert client.get(reverse(f"admin:{name}_add")).status_code == 403, name
-    page = client.get(reverse("admin:payments_payment_change", args=[order.payment.pk])).content.decode()
+    page = client.get(reverse("admin:payments_payment_change", args=[payment_of(order).pk])).content.decode()
     assert 'name="amount"' not in page and 'name="status"' not in page
     kept = {djstripe_models.Event, djstripe_models.Customer, djstripe_models.PaymentIntent, djstripe_models.Charge,
             djstripe_models.Refund, djstripe_models.Dispute}  # fmt: skip

@@ -29,5 +29,5 @@ def test_prepared_update_when_in_context_then_history_row_carries_it(db: None) -
             with prepared_cursor() as cursor:
                 cursor.execute("UPDATE catalog_product SET stock = %s WHERE id = %s", [stock, product.pk])
     changes = list(ProductEvent.objects.filter(pgh_obj_id=product.pk, pgh_label="update").order_by("pgh_id"))
-    assert [c.stock for c in changes] == [4, 3, 2, 1, 0, 7]  # type: ignore[attr-defined]
-    assert all(c.pgh_context.metadata["reason"] == "prepared path" for c in changes)  # type: ignore[attr-defined]
+    assert [c.stock for c in changes] == [4, 3, 2, 1, 0, 7]
+    assert all(c.pgh_context.metadata["reason"] == "prepared path" for c in changes)

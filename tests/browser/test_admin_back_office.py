@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from accounts.models import User
 from accounts.services import staff_totp_device
 from payments.models import Refund, RefundStatus
-from tests.admin.conftest import paid_wallet_order, pending_withdrawal, totp_now
+from tests.admin.conftest import paid_wallet_order, payment_of, pending_withdrawal, totp_now
 from tests.backoffice.conftest import user_in_role
 from tests.factories import PASSWORD
 from wallets.models import Withdrawal, WithdrawalStatus
@@ -81,17 +81,17 @@ def test_support_when_refunding_part_of_an_order_then_done_and_in_the_history(
     history = page.locator("table.audit-history")
     expect(history).to_contain_text("one licence was never delivered")
     expect(history).to_contain_text(support.email)
-    refund = Refund.objects.get(payment=order.payment)
+    refund = Refund.objects.get(payment=payment_of(order))
     assert refund.amount == 2500 and refund.requested_by == support
 
     # The same Support user, above SUPPORT_REFUND_LIMIT: refused with the reason shown, nothing created.
     big = paid_wallet_order(price=settings.SUPPORT_REFUND_LIMIT + 5000)
-    page.goto(f"{live_server.url}/admin/payments/payment/{big.payment.pk}/refund/")
+    page.goto(f"{live_server.url}/admin/payments/payment/{payment_of(big).pk}/refund/")
     page.fill("input[name=amount]", str(settings.SUPPORT_REFUND_LIMIT + 1))
     page.fill("input[name=reason]", "customer insists")
     page.click("#refund-form input[type=submit]")
     expect(page.locator("#refund-form ul.errorlist").first).to_contain_text("above the Support limit")
-    assert not Refund.objects.filter(payment=big.payment).exists()
+    assert not Refund.objects.filter(payment=payment_of(big)).exists()
     assert not Refund.objects.filter(status=RefundStatus.PENDING_APPROVAL).exists()
 
 
