@@ -173,6 +173,7 @@ CELERY_BEAT_SCHEDULE = {
     "retry-failed-stripe-events": {"task": "payments.tasks.retry_failed_events", "schedule": 300.0},
     "reconcile-daily": {"task": "payments.tasks.reconcile_daily", "schedule": crontab(hour=3, minute=41)},
     "purge-idempotency-keys": {"task": "config.tasks.purge_idempotency_keys", "schedule": crontab(minute=17)},
+    "release-merchant-income": {"task": "wallets.tasks.income_release_due", "schedule": 600.0},
 }
 
 # --- auth -------------------------------------------------------------------

@@ -17,6 +17,7 @@ from orders.services.outcomes import order_on_payment_changed, order_on_refund
 from payments import hooks
 from payments.hooks import DisputeTerms, PaymentHooks, RefundHooks, payer_dispute_terms
 from payments.models import Dispute, DisputeStatus, Payment, PaymentKind, PaymentMethodType, Refund, RefundStatus
+from wallets.availability import income_release_locked
 from wallets.ledger import Leg, platform_account_id, wallet_id_for
 from wallets.models import AccountKind
 
@@ -35,6 +36,7 @@ def _dispute_terms(payment: Payment, order: Order | None) -> DisputeTerms:
     """A dispute on an order freezes the merchant's net; a lost one takes back the platform fee first."""
     if order is None:
         return payer_dispute_terms(payment)
+    income_release_locked(order=order)  # card-sale income still waiting becomes available, so it can be held
     holder = wallet_id_for(user_id=order.merchant_id, role=Role.MERCHANT, currency=payment.currency)
     return DisputeTerms(holder=holder, wanted=order.merchant_net, fee=order.fee)
 
@@ -86,6 +88,9 @@ def _refund_legs(order: Order, payment: Payment, amount: int, fee_part: int, net
     else:
         back_to = platform_account_id(AccountKind.CARD_CLEARING, currency)
     legs = [Leg(back_to, amount)]
+    if net_part and payment.method == PaymentMethodType.CARD:
+        # What the refund takes back of card-sale income still waiting is made available first (order locked).
+        income_release_locked(order=order, amount=net_part)
     if net_part:
         legs.append(Leg(wallet_id_for(user_id=order.merchant_id, role=Role.MERCHANT, currency=currency), -net_part))
     if fee_part:

@@ -31,11 +31,14 @@ from config.errors import InsufficientFunds, NotFound, ValidationFailed
 from config.ids import new_id
 from wallets.errors import LedgerError
 from wallets.locks import lock_accounts
-from wallets.models import PLATFORM_KINDS, Account, AccountKind, Entry, EntryKind, Posting
+from wallets.models import PLATFORM_KINDS, WALLET_KINDS, Account, AccountKind, Entry, EntryKind, Posting
 
 _ACCOUNT = Account._meta.db_table
 _POSTING = Posting._meta.db_table
-_WALLET_ID_SQL = f"SELECT id FROM {_ACCOUNT} WHERE owner_id = %s AND currency = %s"  # noqa: S608 - our table
+_WALLET_ID_SQL = (
+    f"SELECT id FROM {_ACCOUNT} WHERE owner_id = %s AND currency = %s"  # noqa: S608 - our table, our kinds
+    f" AND kind IN ({', '.join(repr(str(kind)) for kind in WALLET_KINDS)})"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,31 @@ def wallet_id_for(*, user_id: str, role: str, currency: str | None = None) -> st
             account_id = _wallet_id_read(user_id, currency)
             assert account_id is not None
     transaction.on_commit(lambda: _wallet_ids.__setitem__(key, account_id))
+    return account_id
+
+
+_incoming_ids: dict[tuple[str, str], str] = {}
+
+
+def incoming_id_for(*, merchant_id: str, currency: str) -> str:
+    """The id of the merchant's incoming account in ``currency`` (card-sale income not yet available),
+    opened on first need (race-safe) and remembered in-process once committed."""
+    key = (merchant_id, currency)
+    cached = _incoming_ids.get(key)
+    if cached is not None:
+        return cached
+    found = Account.objects.filter(owner_id=merchant_id, currency=currency, kind=AccountKind.INCOMING)
+    account_id = found.values_list("pk", flat=True).first()
+    if account_id is None:
+        try:
+            with transaction.atomic():
+                account_id = Account.objects.create(
+                    owner_id=merchant_id, kind=AccountKind.INCOMING, currency=currency
+                ).id
+        except IntegrityError:  # opened concurrently
+            account_id = found.values_list("pk", flat=True).first()
+            assert account_id is not None
+    transaction.on_commit(lambda: _incoming_ids.__setitem__(key, account_id))
     return account_id
 
 

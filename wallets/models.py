@@ -29,10 +29,15 @@ class AccountKind(models.TextChoices):
     PAYOUTS = "payouts", "Paid out"
     DISPUTES = "disputes", "Disputed funds"
     ADJUSTMENTS = "adjustments", "Adjustments"
+    # A merchant's card-sale income until MERCHANT_AVAILABILITY_DAYS pass: owned, not spendable.
+    INCOMING = "incoming", "Merchant income not yet available"
 
 
+# A user's one spendable wallet per currency.
 WALLET_KINDS = (AccountKind.CUSTOMER, AccountKind.MERCHANT)
-PLATFORM_KINDS = tuple(kind for kind in AccountKind if kind not in WALLET_KINDS)
+# Accounts a user owns: the wallet, and a merchant's incoming account beside it.
+OWNED_KINDS = (*WALLET_KINDS, AccountKind.INCOMING)
+PLATFORM_KINDS = tuple(kind for kind in AccountKind if kind not in OWNED_KINDS)
 
 
 class EntryKind(models.TextChoices):
@@ -46,6 +51,7 @@ class EntryKind(models.TextChoices):
     DISPUTE_RELEASED = "dispute_released", "Dispute released"
     DISPUTE_LOST = "dispute_lost", "Dispute lost"
     ADJUSTMENT = "adjustment", "Adjustment"
+    INCOME_RELEASED = "income_released", "Income made available"
 
 
 class Account(models.Model):
@@ -63,7 +69,14 @@ class Account(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["owner", "currency"], condition=Q(owner__isnull=False), name="account_one_wallet_per_currency"
+                fields=["owner", "currency"],
+                condition=Q(owner__isnull=False, kind__in=list(WALLET_KINDS)),
+                name="account_one_wallet_per_currency",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "currency"],
+                condition=Q(kind=AccountKind.INCOMING),
+                name="account_one_incoming_per_currency",
             ),
             models.UniqueConstraint(
                 fields=["kind", "currency"], condition=Q(owner__isnull=True), name="account_one_platform_per_kind"
@@ -73,7 +86,7 @@ class Account(models.Model):
             ),
             models.CheckConstraint(condition=Q(held__gte=0), name="account_held_gte_0"),
             models.CheckConstraint(
-                condition=(Q(kind__in=list(WALLET_KINDS)) & Q(owner__isnull=False))
+                condition=(Q(kind__in=list(OWNED_KINDS)) & Q(owner__isnull=False))
                 | (Q(kind__in=list(PLATFORM_KINDS)) & Q(owner__isnull=True)),
                 name="account_owner_matches_kind",
             ),

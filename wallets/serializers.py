@@ -8,8 +8,18 @@ from wallets.models import Deposit, Posting, Withdrawal
 
 class WalletSerializer(serializers.Serializer):
     balance = serializers.IntegerField(help_text="What can be spent now, in minor units.")
+    withdrawable = serializers.IntegerField(
+        help_text="The part of the balance that can be withdrawn now (card top-ups wait DEPOSIT_COOLING_OFF_HOURS)."
+    )
     pending = serializers.IntegerField(help_text="Held by withdrawals in flight and open disputes.")
+    incoming = serializers.IntegerField(
+        help_text="A merchant's card-sale income not yet available (MERCHANT_AVAILABILITY_DAYS)."
+    )
     currency = serializers.CharField()
+
+
+class WalletQuerySerializer(serializers.Serializer):
+    at = serializers.DateTimeField(required=False, help_text="ISO-8601: the wallet as it was then.")
 
 
 class TransactionSerializer(serializers.ModelSerializer):

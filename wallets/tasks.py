@@ -1,6 +1,5 @@
-"""Celery tasks of the wallets app: the requester's mail about a withdrawal decision.
-
-Queued by name (``config.queue.task_named``) from ``wallets.withdrawals`` once the decision commits.
+"""Celery tasks of the wallets app: the requester's mail about a withdrawal decision, the periodic release
+of merchants' card-sale income. The mail is queued by name from ``wallets.withdrawals``; the release by beat.
 """
 
 from __future__ import annotations
@@ -9,7 +8,14 @@ from celery import shared_task
 
 from accounts.mail import mail_send_once
 from config.money import Money
+from wallets.availability import income_release_due as income_release_due_service
 from wallets.models import Withdrawal, WithdrawalStatus
+
+
+@shared_task(name="wallets.tasks.income_release_due")
+def income_release_due() -> int:
+    """Beat, every few minutes: card-sale income that waited MERCHANT_AVAILABILITY_DAYS becomes available."""
+    return income_release_due_service()
 
 
 @shared_task(name="wallets.tasks.withdrawal_decided_mail")

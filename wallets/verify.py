@@ -19,7 +19,20 @@ from django.db import connection
 
 from orders.models import Order
 from payments.models import Dispute, DisputeStatus, Payment
-from wallets.models import WALLET_KINDS, WITHDRAWAL_OPEN_STATUSES, Account, Entry, Posting, Withdrawal
+from wallets.deposits import deposit_key
+from wallets.models import (
+    OWNED_KINDS,
+    WALLET_KINDS,
+    WITHDRAWAL_OPEN_STATUSES,
+    Account,
+    AccountKind,
+    Deposit,
+    DepositStatus,
+    Entry,
+    EntryKind,
+    Posting,
+    Withdrawal,
+)
 
 ACCOUNT = Account._meta.db_table
 ENTRY = Entry._meta.db_table
@@ -28,7 +41,12 @@ WITHDRAWAL = Withdrawal._meta.db_table
 DISPUTE = Dispute._meta.db_table
 PAYMENT = Payment._meta.db_table
 ORDER = Order._meta.db_table
+DEPOSIT = Deposit._meta.db_table
 _WALLET_KINDS_SQL = ", ".join(f"'{kind.value}'" for kind in WALLET_KINDS)
+# Wallets and merchants' incoming accounts: both keep a balance column that must equal their postings.
+_OWNED_KINDS_SQL = ", ".join(f"'{kind.value}'" for kind in OWNED_KINDS)
+_INCOMING = AccountKind.INCOMING.value
+_DEPOSIT_KEY_PREFIX = deposit_key("")
 
 # Three at a time: the entry sums (the longest) on one connection, the rest shared by two more;
 # PostgreSQL adds parallel workers to the larger scans of its own accord.
@@ -113,7 +131,7 @@ CHECKS: tuple[Check, ...] = (
               FROM {ACCOUNT} a
               LEFT JOIN (SELECT account_id, SUM(amount) AS total FROM {POSTING} GROUP BY account_id) s
                      ON s.account_id = a.id
-             WHERE a.kind IN ({_WALLET_KINDS_SQL})
+             WHERE a.kind IN ({_OWNED_KINDS_SQL})
                AND a.balance <> COALESCE(s.total, 0)
             """,  # noqa: S608
             "id",
@@ -127,7 +145,7 @@ CHECKS: tuple[Check, ...] = (
             f"""
             SELECT id, balance, held
               FROM {ACCOUNT}
-             WHERE kind IN ({_WALLET_KINDS_SQL}) AND (balance < 0 OR held < 0)
+             WHERE kind IN ({_OWNED_KINDS_SQL}) AND (balance < 0 OR held < 0 OR (kind = '{_INCOMING}' AND held <> 0))
             """,  # noqa: S608
             "id",
         ),
@@ -141,7 +159,7 @@ CHECKS: tuple[Check, ...] = (
             SELECT p.id, p.account_id, p.balance_after
               FROM {POSTING} p
               JOIN {ACCOUNT} a ON a.id = p.account_id
-             WHERE a.kind IN ({_WALLET_KINDS_SQL}) AND (p.balance_after IS NULL OR p.balance_after < 0)
+             WHERE a.kind IN ({_OWNED_KINDS_SQL}) AND (p.balance_after IS NULL OR p.balance_after < 0)
             """,  # noqa: S608
             "id",
         ),
@@ -172,6 +190,66 @@ CHECKS: tuple[Check, ...] = (
         ),
         (*(status.value for status in WITHDRAWAL_OPEN_STATUSES), DisputeStatus.OPEN.value),
         lambda row: f"account {row[0]}: held {row[1]}, pending withdrawals {row[2]} + open disputes {row[3]}",
+    ),
+    Check(
+        "every order's card-sale income reached its merchant's incoming account as its net, once",
+        _first_broken(
+            f"""
+            SELECT o.id, a.owner_id, o.merchant_id, COUNT(*) AS credits, SUM(p.amount) AS credited, o.merchant_net
+              FROM {POSTING} p
+              JOIN {ACCOUNT} a ON a.id = p.account_id
+              JOIN {ENTRY} e ON e.id = p.entry_id
+              JOIN {ORDER} o ON o.id = e.reference
+             WHERE a.kind = '{_INCOMING}' AND e.kind = %s
+             GROUP BY o.id, a.owner_id, o.merchant_id, o.merchant_net
+            HAVING a.owner_id <> o.merchant_id OR COUNT(*) <> 1 OR SUM(p.amount) <> o.merchant_net
+            """,  # noqa: S608
+            "id",
+        ),
+        (EntryKind.PURCHASE.value,),
+        lambda row: f"order {row[0]}: {row[3]} credit(s) of {row[4]} to incoming of {row[1]}; net {row[5]} of {row[2]}",
+    ),
+    Check(
+        "no order's income is released beyond what it brought in, nor to another wallet than its merchant's",
+        _first_broken(
+            f"""
+            SELECT e.reference, COALESCE(SUM(p.amount) FILTER (WHERE a.kind = '{_INCOMING}'), 0) AS waiting,
+                   COUNT(*) FILTER (WHERE e.kind = %s AND a.kind <> '{_INCOMING}'
+                                      AND (a.kind NOT IN ({_WALLET_KINDS_SQL}) OR a.owner_id <> i.owner_id)) AS astray
+              FROM {POSTING} p
+              JOIN {ENTRY} e ON e.id = p.entry_id
+              JOIN {ACCOUNT} a ON a.id = p.account_id
+              LEFT JOIN LATERAL (
+                    SELECT ia.owner_id FROM {POSTING} ip JOIN {ACCOUNT} ia ON ia.id = ip.account_id
+                     WHERE ip.entry_id = e.id AND ia.kind = '{_INCOMING}' LIMIT 1) i ON TRUE
+             WHERE e.reference IN (SELECT re.reference FROM {ENTRY} re WHERE re.kind = %s)
+               AND (a.kind = '{_INCOMING}' OR e.kind = %s)
+             GROUP BY e.reference
+            HAVING COALESCE(SUM(p.amount) FILTER (WHERE a.kind = '{_INCOMING}'), 0) < 0
+                OR COUNT(*) FILTER (WHERE e.kind = %s AND a.kind <> '{_INCOMING}'
+                                      AND (a.kind NOT IN ({_WALLET_KINDS_SQL}) OR a.owner_id <> i.owner_id)) > 0
+            """,  # noqa: S608
+            "reference",
+        ),
+        (EntryKind.INCOME_RELEASED.value,) * 4,
+        lambda row: f"order {row[0]}: income waiting {row[1]} (released more than credited), {row[2]} leg(s) astray",
+    ),
+    Check(
+        "every succeeded card top-up credited its own wallet once with its amount, as cooling-off reads it",
+        _first_broken(
+            f"""
+            SELECT d.id, d.status, COUNT(p.id) AS credits, COALESCE(SUM(p.amount), 0) AS credited, d.amount
+              FROM {DEPOSIT} d
+              LEFT JOIN {ENTRY} e ON e.idempotency_key = %s || d.id
+              LEFT JOIN {POSTING} p ON p.entry_id = e.id AND p.account_id = d.account_id
+             GROUP BY d.id, d.status, d.amount
+            HAVING (d.status = %s AND (COUNT(p.id) <> 1 OR COALESCE(SUM(p.amount), 0) <> d.amount))
+                OR (d.status <> %s AND COUNT(e.id) > 0)
+            """,  # noqa: S608
+            "id",
+        ),
+        (_DEPOSIT_KEY_PREFIX, DepositStatus.SUCCEEDED.value, DepositStatus.SUCCEEDED.value),
+        lambda row: f"deposit {row[0]} ({row[1]}): {row[2]} credit(s) of {row[3]}, amount {row[4]}",
     ),
 )
 

@@ -19,6 +19,7 @@ from wallets.serializers import (
     DepositCreateSerializer,
     DepositSerializer,
     TransactionSerializer,
+    WalletQuerySerializer,
     WalletSerializer,
     WithdrawalCreateSerializer,
     WithdrawalSerializer,
@@ -27,11 +28,19 @@ from wallets.withdrawals import withdrawal_request
 
 
 class WalletView(APIView):
-    """The caller's wallet: ``balance`` can be spent now, ``pending`` is held by withdrawals and disputes."""
+    """The caller's wallet: ``balance`` can be spent now, ``withdrawable`` withdrawn now, ``pending`` is held
+    by withdrawals and disputes, ``incoming`` is income not yet available; ``?at=`` as it was then."""
 
-    @extend_schema(responses={200: WalletSerializer, **errors(401)}, tags=["wallet"], summary="Balance and pending")
+    @extend_schema(
+        parameters=[WalletQuerySerializer],
+        responses={200: WalletSerializer, **errors(400, 401)},
+        tags=["wallet"],
+        summary="Balance, withdrawable, pending and incoming",
+    )
     def get(self, request: Request) -> Response:
-        summary = selectors.wallet_summary(signed_in_user(request))
+        query = WalletQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        summary = selectors.wallet_summary(signed_in_user(request), at=query.validated_data.get("at"))
         return Response(WalletSerializer(summary).data)
 
 

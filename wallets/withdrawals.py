@@ -15,11 +15,12 @@ from accounts.models import User
 from accounts.roles import Perm, four_eyes_needed, staff_require
 from accounts.services import audit_record
 from config.db import retry_on_contention
-from config.errors import FourEyesRequired, NotFound, ValidationFailed
+from config.errors import FourEyesRequired, InsufficientFunds, NotFound, ValidationFailed
 from config.queue import task_named
+from wallets.availability import withdrawable_amount
 from wallets.errors import AmountOutsideLimits, WithdrawalNotPending
 from wallets.ledger import Leg, ledger_post, platform_account_id, wallet_id_for
-from wallets.locks import lock_withdrawal
+from wallets.locks import lock_accounts, lock_withdrawal
 from wallets.models import WITHDRAWAL_OPEN_STATUSES, AccountKind, EntryKind, Withdrawal, WithdrawalStatus
 
 
@@ -27,14 +28,24 @@ from wallets.models import WITHDRAWAL_OPEN_STATUSES, AccountKind, EntryKind, Wit
 def withdrawal_request(*, user: User, amount: int) -> Withdrawal:
     """Asks for a payout: the amount leaves the wallet's balance and is held at once.
 
-    Locks: the wallet account (through ``ledger_post``). Raises ``LimitExceeded``
-    and ``InsufficientFunds`` (available balance below ``amount``).
+    Locks: the wallet account (through ``ledger_post``). Raises ``LimitExceeded`` (outside the
+    withdrawal limits) and ``InsufficientFunds`` (the withdrawable balance is below ``amount``: card
+    top-ups still within DEPOSIT_COOLING_OFF_HOURS can be spent but not withdrawn).
     """
     AmountOutsideLimits.check(amount, settings.MINIMUM_WITHDRAWAL, settings.MAXIMUM_WITHDRAWAL, "withdrawal")
     currency = settings.PLATFORM_CURRENCY
     with transaction.atomic():
         account_id = wallet_id_for(user_id=user.pk, role=user.role, currency=currency)
         now = timezone.now()
+        if settings.DEPOSIT_COOLING_OFF_HOURS > 0:
+            wallet = lock_accounts([account_id])[account_id]  # ledger_post below takes the same lock again
+            withdrawable = withdrawable_amount(balance=wallet.balance, account_id=account_id, at=now)
+            if amount > withdrawable:
+                raise InsufficientFunds(
+                    f"Withdrawable balance {withdrawable} is less than {amount} "
+                    f"(card top-ups can be withdrawn {settings.DEPOSIT_COOLING_OFF_HOURS} h after they land).",
+                    param="amount",
+                )
         withdrawal = Withdrawal(
             user=user,
             account_id=account_id,

@@ -21,6 +21,7 @@ from orders.services.goods import goods_issue, goods_revoke
 from orders.services.notices import receipt_send_on_commit, refund_notice_on_commit
 from orders.services.terms import purchase_key, purchase_legs, terms_of_product
 from payments.models import Payment, PaymentStatus, Refund, RefundStatus
+from wallets.availability import card_sale_legs
 from wallets.ledger import Leg, ledger_post, platform_account_id, wallet_id_for
 from wallets.models import AccountKind, Entry, EntryKind
 
@@ -86,7 +87,12 @@ def _order_mark_paid(order: Order, payment: Payment) -> None:
         currency=order.currency,
         reference=order.pk,
         idempotency_key=purchase_key(order.pk),
-        legs=purchase_legs(order, paid_from=platform_account_id(AccountKind.CARD_CLEARING, order.currency)),
+        # Card-sale income waits in the merchant's incoming account for MERCHANT_AVAILABILITY_DAYS.
+        legs=card_sale_legs(
+            purchase_legs(order, paid_from=platform_account_id(AccountKind.CARD_CLEARING, order.currency)),
+            merchant_id=order.merchant_id,
+            currency=order.currency,
+        ),
         memo=f"payment {payment.pk}",
     )
     goods_issue(order=order, terms=terms)

@@ -62,7 +62,13 @@ def test_dispute_created_then_merchant_net_held(fake_stripe, customer, merchant,
 
     assert dispute.status == "open" and dispute.amount == 1000 and dispute.held_amount == 950
     assert _wallet(merchant) == (0, 950)
-    assert client_for(merchant).get("/api/v1/wallet").json() == {"balance": 0, "pending": 950, "currency": "usd"}
+    assert client_for(merchant).get("/api/v1/wallet").json() == {
+        "balance": 0,
+        "withdrawable": 0,
+        "pending": 950,
+        "incoming": 0,
+        "currency": "usd",
+    }
     assert StripeEvent.objects.get().status == "processed"
     assert verify()[0] == 0
 

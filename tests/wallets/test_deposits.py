@@ -68,7 +68,13 @@ def test_deposit_when_card_succeeds_then_wallet_credited(customer_api, card):
     assert body["id"].startswith("dep_") and body["payment"].startswith("pay_")
     assert (body["status"], body["amount"], body["currency"]) == ("succeeded", 2_500, "usd")
     assert card.calls == [(body["payment"], "pm_card_visa")]
-    assert customer_api.get("/api/v1/wallet").json() == {"balance": 2_500, "pending": 0, "currency": "usd"}
+    assert customer_api.get("/api/v1/wallet").json() == {
+        "balance": 2_500,
+        "withdrawable": 2_500,
+        "pending": 0,
+        "incoming": 0,
+        "currency": "usd",
+    }
     [row] = customer_api.get("/api/v1/wallet/transactions").json()["results"]
     assert (row["kind"], row["amount"], row["reference"]) == ("deposit", 2_500, body["id"])
     assert customer_api.get(f"{URL}/{body['id']}").json()["status"] == "succeeded"

@@ -20,7 +20,13 @@ def test_deposit_when_card_charged_then_history_shows_credit_and_ledger_verifies
     pm = fake_stripe.attach_card(customer_api.user)
     body = customer_api.post(URL, {"amount": 3_300, "payment_method": pm}, format="json").json()
     assert body["status"] == "succeeded"
-    assert customer_api.get("/api/v1/wallet").json() == {"balance": 3_300, "pending": 0, "currency": "usd"}
+    assert customer_api.get("/api/v1/wallet").json() == {
+        "balance": 3_300,
+        "withdrawable": 3_300,
+        "pending": 0,
+        "incoming": 0,
+        "currency": "usd",
+    }
     [row] = customer_api.get("/api/v1/wallet/transactions").json()["results"]
     assert (row["kind"], row["amount"], row["balance_before"], row["balance_after"]) == ("deposit", 3_300, 0, 3_300)
     assert row["reference"] == body["id"]

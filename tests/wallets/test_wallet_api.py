@@ -10,13 +10,19 @@ from tests.wallets.conftest import fund
 def test_wallet_when_never_used_then_zero_balance(customer_api):
     response = customer_api.get("/api/v1/wallet")
     assert response.status_code == 200
-    assert response.json() == {"balance": 0, "pending": 0, "currency": "usd"}
+    assert response.json() == {"balance": 0, "withdrawable": 0, "pending": 0, "incoming": 0, "currency": "usd"}
 
 
 def test_wallet_when_funded_and_withdrawing_then_balance_and_pending(customer_api, customer):
     fund(customer, 10_000)
     assert customer_api.post("/api/v1/wallet/withdrawals", {"amount": 2_500}, format="json").status_code == 201
-    assert customer_api.get("/api/v1/wallet").json() == {"balance": 7_500, "pending": 2_500, "currency": "usd"}
+    assert customer_api.get("/api/v1/wallet").json() == {
+        "balance": 7_500,
+        "withdrawable": 7_500,
+        "pending": 2_500,
+        "incoming": 0,
+        "currency": "usd",
+    }
 
 
 def test_wallet_when_anonymous_then_401(api):

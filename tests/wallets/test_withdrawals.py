@@ -31,7 +31,13 @@ def test_withdrawal_request_when_funded_then_amount_held_at_once(customer_api, f
     body = response.json()
     assert body["id"].startswith("wdr_")
     assert body["status"] == "pending" and body["amount"] == 4_000 and body["currency"] == "usd"
-    assert customer_api.get("/api/v1/wallet").json() == {"balance": 6_000, "pending": 4_000, "currency": "usd"}
+    assert customer_api.get("/api/v1/wallet").json() == {
+        "balance": 6_000,
+        "withdrawable": 6_000,
+        "pending": 4_000,
+        "incoming": 0,
+        "currency": "usd",
+    }
     entry = Entry.objects.get(reference=body["id"])
     assert entry.kind == "withdrawal_hold"
     assert _platform_balance("withdrawals_in_flight") == 4_000
@@ -45,7 +51,13 @@ def test_withdrawal_approve_when_pending_then_paid_and_hold_cleared(customer_api
     assert f"{withdrawal_id} paid" in out.getvalue()
     detail = customer_api.get(f"{URL}/{withdrawal_id}").json()
     assert detail["status"] == "paid" and detail["decided_at"]
-    assert customer_api.get("/api/v1/wallet").json() == {"balance": 6_000, "pending": 0, "currency": "usd"}
+    assert customer_api.get("/api/v1/wallet").json() == {
+        "balance": 6_000,
+        "withdrawable": 6_000,
+        "pending": 0,
+        "incoming": 0,
+        "currency": "usd",
+    }
     assert _platform_balance("withdrawals_in_flight") == 0
     assert _platform_balance("payouts") == 4_000
     event = AuditEvent.objects.get(object_id=withdrawal_id)
@@ -62,7 +74,13 @@ def test_withdrawal_reject_when_pending_then_funds_released(customer_api, funded
     assert f"{withdrawal_id} rejected" in out.getvalue()
     detail = customer_api.get(f"{URL}/{withdrawal_id}").json()
     assert detail["status"] == "rejected" and detail["reason"] == "bank details wrong"
-    assert customer_api.get("/api/v1/wallet").json() == {"balance": 10_000, "pending": 0, "currency": "usd"}
+    assert customer_api.get("/api/v1/wallet").json() == {
+        "balance": 10_000,
+        "withdrawable": 10_000,
+        "pending": 0,
+        "incoming": 0,
+        "currency": "usd",
+    }
     kinds = [row["kind"] for row in customer_api.get("/api/v1/wallet/transactions").json()["results"]]
     assert kinds == ["withdrawal_released", "withdrawal_hold", "adjustment"]
     assert _platform_balance("withdrawals_in_flight") == 0
@@ -116,7 +134,13 @@ def test_withdrawal_request_when_balance_too_low_then_402_and_nothing_held(custo
     fund(customer, 999)
     assert_error(customer_api.post(URL, {"amount": 1_000}, format="json"), 402, "insufficient_funds", "amount")
     assert Withdrawal.objects.count() == 0
-    assert customer_api.get("/api/v1/wallet").json() == {"balance": 999, "pending": 0, "currency": "usd"}
+    assert customer_api.get("/api/v1/wallet").json() == {
+        "balance": 999,
+        "withdrawable": 999,
+        "pending": 0,
+        "incoming": 0,
+        "currency": "usd",
+    }
 
 
 def test_withdrawal_request_when_held_funds_not_available_then_402(customer_api, customer):
@@ -196,7 +220,13 @@ def test_withdrawal_detail_when_other_users_then_404(customer_api, funded_custom
 def test_withdrawal_request_when_merchant_then_merchant_wallet_debited(merchant_api, merchant):
     fund(merchant, 3_000)
     assert merchant_api.post(URL, {"amount": 3_000}, format="json").status_code == 201
-    assert merchant_api.get("/api/v1/wallet").json() == {"balance": 0, "pending": 3_000, "currency": "usd"}
+    assert merchant_api.get("/api/v1/wallet").json() == {
+        "balance": 0,
+        "withdrawable": 0,
+        "pending": 3_000,
+        "incoming": 0,
+        "currency": "usd",
+    }
 
 
 def test_withdrawal_request_when_repeated_with_idempotency_key_then_held_once(customer_api, funded_customer):
@@ -207,6 +237,12 @@ def test_withdrawal_request_when_repeated_with_idempotency_key_then_held_once(cu
     assert again.json() == first.json()
     assert again["Idempotent-Replayed"] == "true"
     assert Withdrawal.objects.count() == 1
-    assert customer_api.get("/api/v1/wallet").json() == {"balance": 7_000, "pending": 3_000, "currency": "usd"}
+    assert customer_api.get("/api/v1/wallet").json() == {
+        "balance": 7_000,
+        "withdrawable": 7_000,
+        "pending": 3_000,
+        "incoming": 0,
+        "currency": "usd",
+    }
     other = customer_api.post(URL, {"amount": 1_000}, format="json", **headers)
     assert_error(other, 422, "idempotency_key_reused")
