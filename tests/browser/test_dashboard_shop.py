@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.utils import timezone
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 from standardwebhooks.webhooks import Webhook
 
 from config.money import Money
@@ -31,7 +31,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]  # fmt: skip
 PAGES = {"overview": "/dashboard/", "products": "/dashboard/products/", "sales": "/dashboard/sales/",
          "balance": "/dashboard/balance/", "webhooks": "/dashboard/webhooks/"}  # fmt: skip
-VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
+VIEWPORTS: dict[str, ViewportSize] = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def _screenshots(browser: Browser, page: Page, base: str) -> None:
     context = browser.new_context(storage_state=page.context.storage_state())
     for width, viewport in VIEWPORTS.items():
         shot = context.new_page()
-        shot.set_viewport_size(viewport)  # type: ignore[arg-type]
+        shot.set_viewport_size(viewport)
         for name, path in PAGES.items():
             shot.goto(f"{base}{path}")
             shot.screenshot(path=str(SCREENSHOTS / f"dashboard_{name}_{width}.png"), full_page=True)
@@ -75,7 +75,7 @@ def _screenshots(browser: Browser, page: Page, base: str) -> None:
 def test_merchant_when_running_the_shop_then_every_step_works_in_the_browser(
     browser: Browser, live_server: Any, receiver: Receiver, tmp_path: Path
 ) -> None:
-    merchant = MerchantFactory()
+    merchant = MerchantFactory.create()
     base = live_server.url
     page = browser.new_page(viewport=VIEWPORTS["desktop"], accept_downloads=True)
 
@@ -104,7 +104,7 @@ def test_merchant_when_running_the_shop_then_every_step_works_in_the_browser(
     product_id = page.url.rstrip("/").split("/")[-1]
 
     # A customer buys one through the API.
-    buyer = CustomerFactory()
+    buyer = CustomerFactory.create()
     wallet_adjust(account_id=wallet_id_for(user_id=buyer.pk, role=buyer.role), amount=10_000, reason="t", actor=None)
     bought = client_for(buyer).post(
         "/api/v1/orders", {"product": product_id, "payment_method": "wallet"}, format="json"

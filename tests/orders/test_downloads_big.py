@@ -6,10 +6,11 @@ import hashlib
 import os
 import tracemalloc
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
+from django.http import StreamingHttpResponse
 from rest_framework.test import APIClient
 
 from catalog.services import product_create, product_file_put
@@ -50,7 +51,7 @@ def test_download_when_the_file_is_50_mb_then_memory_grows_far_less_than_the_fil
         assert response["Content-Length"] == str(FIFTY_MB)
         received = hashlib.sha256()
         size = 0
-        for chunk in response.streaming_content:
+        for chunk in cast(StreamingHttpResponse, response):
             received.update(chunk)
             size += len(chunk)
         _, peak = tracemalloc.get_traced_memory()

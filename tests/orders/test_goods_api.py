@@ -151,7 +151,7 @@ def test_license_check_when_throttled_then_429(merchant: Any, settings: Any) -> 
     api_settings.reload()
     from orders.goods_views import LicenseCheckThrottle
 
-    LicenseCheckThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+    LicenseCheckThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES  # type: ignore[assignment]  # DRF's stubs type the rates narrower than the setting
     anonymous = APIClient()
     statuses = [anonymous.get("/api/v1/licenses/NOPE").status_code for _ in range(3)]
     assert statuses == [404, 404, 429]

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from config.errors import InsufficientFunds, InvalidStatus, LimitExceeded
 from payments.locks import lock_payment
+from tests.backoffice.conftest import user_in_role
 from tests.factories import CustomerFactory, MerchantFactory
 from tests.wallets.conftest import verify
 from wallets.deposits import deposit_create, deposit_on_payment_changed
@@ -54,6 +55,7 @@ def test_ledger_when_random_operations_then_invariants_hold(db, pending_charges,
 
 def _run(steps: list[tuple[str, int, int | str]]) -> None:
     users = [CustomerFactory.create(), MerchantFactory.create(), CustomerFactory.create()]
+    finance = user_in_role("finance")  # withdrawals are decided by Finance staff, with a reason
     wallets = [wallet_id_for(user_id=user.pk, role=user.role) for user in users]
     balance = [0] * USERS
     held = [0] * USERS
@@ -89,9 +91,9 @@ def _run(steps: list[tuple[str, int, int | str]]) -> None:
             pending = Withdrawal.objects.get(pk=withdrawal_id).status == "pending"
             try:
                 if op == "approve":
-                    withdrawal_approve(withdrawal_id=withdrawal_id, actor=None)
+                    withdrawal_approve(withdrawal_id=withdrawal_id, actor=finance, reason="property")
                 else:
-                    withdrawal_reject(withdrawal_id=withdrawal_id, actor=None, reason="property")
+                    withdrawal_reject(withdrawal_id=withdrawal_id, actor=finance, reason="property")
                     balance[owner] += amount
                 held[owner] -= amount
                 assert pending
