@@ -21,7 +21,7 @@ from dashboard.forms import RefundForm
 from orders import sales_reports
 from orders import selectors as order_selectors
 from orders.errors import OrderNotFound
-from orders.models import OrderEvent, OrderStatus
+from orders.models import OrderStatus
 from payments.services.refunds import refund_create
 
 
@@ -86,12 +86,12 @@ def sales_csv(request: HttpRequest) -> StreamingHttpResponse | HttpResponse:
 
 
 def _sale_context(order: Any, form: RefundForm) -> dict[str, Any]:
-    events = OrderEvent.objects.filter(order=order).prefetch_related("deliveries").order_by("id")
     return {
         "order": order,
         "form": form,
         "refunds": order_selectors.refunds_of_sale(order=order),
-        "events": events,
+        "goods": order_selectors.goods_of_sale(order=order),
+        "events": order_selectors.events_of_sale(order=order),
         "currency": order.currency,
         "refundable": order.payment.amount - order.payment.amount_refunded if order.payment else 0,
     }

@@ -10,7 +10,7 @@ from django.db.models import Count, QuerySet, Sum
 from accounts.models import User
 from config.ids import id_at
 from orders.errors import OrderNotFound
-from orders.models import PAID_STATUSES, EventDelivery, Order, WebhookEndpoint
+from orders.models import PAID_STATUSES, EventDelivery, Goods, Order, OrderEvent, WebhookEndpoint
 from payments.models import Refund
 
 
@@ -95,3 +95,13 @@ def webhook_deliveries_of(*, merchant: User, limit: int = 25) -> list[EventDeliv
         .select_related("event", "endpoint")
         .order_by("-id")[:limit]
     )
+
+
+def goods_of_sale(*, order: Order) -> QuerySet[Goods]:
+    """What the order delivered, one item per unit, in the order it was made (the merchant sees codes and keys)."""
+    return Goods.objects.filter(order_id=order.pk).order_by("id")
+
+
+def events_of_sale(*, order: Order) -> QuerySet[OrderEvent]:
+    """The order's events with their deliveries, oldest first."""
+    return OrderEvent.objects.filter(order_id=order.pk).prefetch_related("deliveries").order_by("id")

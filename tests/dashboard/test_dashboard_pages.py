@@ -392,3 +392,23 @@ def test_product_pages_when_other_merchants_product_then_404(dashboard: Client) 
     assert dashboard.post(f"/dashboard/products/{theirs.id}/codes/", {"codes_file": upload}).status_code == 404
     upload = SimpleUploadedFile("f.bin", b"X")
     assert dashboard.post(f"/dashboard/products/{theirs.id}/file/", {"file": upload}).status_code == 404
+
+
+def test_sale_detail_when_code_product_sold_then_goods_listed_with_the_code_and_status(
+    dashboard: Client, merchant: Any
+) -> None:
+    from catalog.services import product_codes_add, product_create
+
+    product = product_create(merchant=merchant, name="Tickets", price=700, delivery="codes")
+    product_codes_add(merchant=merchant, product_id=product.pk, codes=["TICKET-0001", "TICKET-0002"])
+    buyer = CustomerFactory.create()
+    wallet_adjust(account_id=wallet_id_for(user_id=buyer.pk, role=buyer.role), amount=5000, reason="t", actor=None)
+    bought = client_for(buyer).post("/api/v1/orders", {"product": product.pk, "payment_method": "wallet"}, format="json")
+    assert bought.status_code == 201, bought.content
+    sold_code = bought.json()["goods"][0]["value"]
+
+    page = dashboard.get(f"/dashboard/sales/{bought.json()['id']}/").content.decode()
+
+    assert sold_code in page and "Active" in page
+    unsold = ({"TICKET-0001", "TICKET-0002"} - {sold_code}).pop()
+    assert unsold not in page  # only what this order delivered
