@@ -403,7 +403,8 @@ def test_sale_detail_when_code_product_sold_then_goods_listed_with_the_code_and_
     product_codes_add(merchant=merchant, product_id=product.pk, codes=["TICKET-0001", "TICKET-0002"])
     buyer = CustomerFactory.create()
     wallet_adjust(account_id=wallet_id_for(user_id=buyer.pk, role=buyer.role), amount=5000, reason="t", actor=None)
-    bought = client_for(buyer).post("/api/v1/orders", {"product": product.pk, "payment_method": "wallet"}, format="json")
+    order = {"product": product.pk, "payment_method": "wallet"}
+    bought = client_for(buyer).post("/api/v1/orders", order, format="json")
     assert bought.status_code == 201, bought.content
     sold_code = bought.json()["goods"][0]["value"]
 
