@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,19 @@ class Bench:
     def meter(self, groups: dict[str, list[int]]) -> CpuMeter:
         return CpuMeter(groups, admin_url=self.stack.admin_url, db_name=self.stack.db_name)
 
+    def celery_settle(self, timeout: float = 90.0) -> bool:
+        """Waits until the worker has nothing queued or in hand, so a scenario's CPU meter does not bill it
+        for the tasks (receipts, order events) the previous scenario left behind. False when it timed out."""
+        import redis
+
+        client = redis.Redis.from_url(self.stack.redis)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not client.llen("celery") and not client.hlen("unacked"):
+                return True
+            time.sleep(0.2)
+        return False
+
     def load(
         self, requests: list[Req], *, concurrency: int, duration: float, warmup: int = 0, **kwargs: Any
     ) -> tuple[LoadResult, dict[str, float]]:
@@ -62,6 +76,7 @@ class Bench:
             )
             self.warmup_ok = sum(1 for r in warm.records if 200 <= r.status < 300)
             self.warmup_5xx = sum(1 for r in warm.records if r.status >= 500)
+        self.celery_settle()
         meter = self.meter({"server": self.stack.server_pids(), "celery": self.stack.pids("celery")})
         result = run_load(self.stack.base_url, requests, concurrency=concurrency, duration=duration, **kwargs)
         cpu = meter.stop()
