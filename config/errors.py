@@ -10,12 +10,16 @@ non-2xx API response as::
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
+import redis.exceptions
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from kombu.exceptions import OperationalError as BrokerUnavailable
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
@@ -197,6 +201,19 @@ class InternalError(DomainError):
     default_message = "Something went wrong on our side. The request id identifies it in our logs."
 
 
+# A backing service gone for a moment (the database restarting, Redis or the broker bounced): 503, retry.
+UNAVAILABLE = (OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, BrokerUnavailable)
+
+
+class ServiceUnavailable(DomainError):
+    """503: the database (or another backing service) cannot be reached for a moment, e.g. while it restarts."""
+
+    code = "service_unavailable"
+    status = 503
+    type = API
+    default_message = "The service is briefly unavailable; retry shortly (with the same Idempotency-Key)."
+
+
 def envelope(error: DomainError) -> dict[str, Any]:
     body = error.as_dict()
     body["request_id"] = current_request_id()
@@ -246,6 +263,8 @@ def translate(exc: Exception) -> DomainError | None:
     if isinstance(exc, drf_exceptions.ValidationError):
         param, message = _first_validation_error(exc.detail)
         return ValidationFailed(message, param=param)
+    if isinstance(exc, UNAVAILABLE):  # the database or Redis went away (restart, failover): retry, not a bug
+        return ServiceUnavailable()
     if isinstance(exc, RecursionError):
         # Only the JSON parser recurses on client data: a body nested thousands deep.
         return ValidationFailed("Malformed request body: nested too deeply.")
@@ -284,6 +303,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         mark_logged(response)
     if isinstance(error, RateLimited):
         response["Retry-After"] = str(error.extra.get("retry_after", 1))
+    if isinstance(error, ServiceUnavailable):
+        response["Retry-After"] = "1"
     if isinstance(error, AuthenticationFailed | TokenInvalid):
         response["WWW-Authenticate"] = 'Bearer realm="api"'
     return response
@@ -300,6 +321,11 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Http
 
 
 def handler500(request: HttpRequest) -> HttpResponse:
+    if isinstance(sys.exc_info()[1], UNAVAILABLE):  # raised outside a view (a middleware's query)
+        unavailable = ServiceUnavailable()
+        if _is_api(request):
+            return error_response(unavailable, headers={"Retry-After": "1"})
+        return HttpResponse(unavailable.message, status=503, content_type="text/plain", headers={"Retry-After": "1"})
     if _is_api(request):
         return error_response(InternalError())
     return render(request, "500.html", status=500)
