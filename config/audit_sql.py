@@ -1,6 +1,6 @@
-"""pghistory's context inside a prepared statement: one statement, the context in its first CTE.
+"""pghistory's context inside the statement itself: one statement, the context in its first CTE.
 
-Used by ``config.db.prepared_cursor``; pghistory's own wrapper would make the statement two.
+Used by every cursor of ``config.postgres``; pghistory's own wrapper would make each write two statements.
 """
 
 from __future__ import annotations
@@ -23,14 +23,26 @@ _CONTEXT_CTE = (
     " WHERE pghistory_context.metadata != EXCLUDED.metadata)"
 )
 _WITH = re.compile(r"^\s*WITH\s+(RECURSIVE\s+)?", re.IGNORECASE)
+# Statements a CTE may precede, and transaction control, which changes no row and needs no context.
+_WRITES = re.compile(r"^\s*(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
+_TRANSACTION_CONTROL = re.compile(r"^\s*(SAVEPOINT|RELEASE|ROLLBACK)\b", re.IGNORECASE)
 
 
-def context_in_statement(sql: str, params: Any) -> tuple[str, Any]:
-    """``sql`` as one statement: pghistory's prepended context (if any) becomes the statement's first CTE."""
-    if not isinstance(sql, str) or not _PREFIX.match(sql) or not isinstance(params, (list, tuple)):
+def context_in_statement(sql: Any, params: Any) -> tuple[Any, Any]:
+    """``sql`` as one statement: pghistory's prepended context (if any) becomes the statement's first CTE.
+
+    Before a savepoint, its release or a rollback the context is dropped (they change no tracked row); any
+    other statement a CTE cannot precede keeps pghistory's two statements.
+    """
+    prefix = _PREFIX.match(sql) if isinstance(sql, str) else None
+    if prefix is None or not isinstance(params, (list, tuple)) or len(params) < 2:
         return sql, params
-    rest = sql[_PREFIX.match(sql).end() :]  # type: ignore[union-attr]
+    rest = sql[prefix.end() :]
+    if _TRANSACTION_CONTROL.match(rest):
+        return rest, params[2:]
     with_clause = _WITH.match(rest)
+    if not with_clause and not _WRITES.match(rest):
+        return sql, params
     if with_clause:
         head = "WITH " + (with_clause.group(1) or "")
         return f"{head}{_CONTEXT_CTE}, {rest[with_clause.end() :]}", params

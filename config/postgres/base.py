@@ -3,14 +3,18 @@
 Django adds such a ``…_like`` index next to each indexed or unique varchar so
 that ``LIKE 'abc%'`` can use it. Nothing here filters ids, keys or references
 by prefix, and every index is written by every insert: the ledger and order
-tables carried one twin per id and foreign key.
+tables carried one twin per id and foreign key. Its cursors carry pghistory's context inside each
+write statement (``config.audit_sql``) rather than as a statement before it.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.db.backends.postgresql import base, schema
+
+from config.audit_sql import context_in_statement
 
 
 class DatabaseSchemaEditor(schema.DatabaseSchemaEditor):
@@ -20,3 +24,20 @@ class DatabaseSchemaEditor(schema.DatabaseSchemaEditor):
 
 class DatabaseWrapper(base.DatabaseWrapper):
     SchemaEditorClass = DatabaseSchemaEditor
+
+    def get_connection_params(self) -> dict[str, Any]:
+        params = super().get_connection_params()
+        params["cursor_factory"] = _context_in_statement_cursor(params["cursor_factory"])
+        return params
+
+
+@functools.cache
+def _context_in_statement_cursor(cursor_class: type) -> type:
+    """``cursor_class`` whose statements carry pghistory's context inside them (config.audit_sql)."""
+
+    class ContextInStatementCursor(cursor_class):
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            query, params = context_in_statement(query, params)
+            return super().execute(query, params, **kwargs)
+
+    return ContextInStatementCursor
