@@ -38,7 +38,7 @@ STRIPE_EVENT_STATES = frozenset({"received", "duplicate", "applied", "failed"})
 LEDGER_KINDS = frozenset(
     {
         "deposit", "purchase", "refund", "withdrawal_hold", "withdrawal_paid", "withdrawal_released",
-        "dispute_hold", "dispute_released", "dispute_lost", "adjustment",
+        "dispute_hold", "dispute_released", "dispute_lost", "adjustment", "income_released",
     }
 )  # fmt: skip
 DELIVERY_OUTCOMES = frozenset({"succeeded", "retrying", "failed"})
