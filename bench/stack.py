@@ -136,6 +136,8 @@ class Stack:
                 "JWT_ACCESS_MINUTES": "120",
                 "LOG_LEVEL": self.log_level,
                 "PYTHONDONTWRITEBYTECODE": "1",
+                # Collected by prepare_database, as the image does at build (config.E010 stops migrate without).
+                "STATIC_ROOT": str(VAR / "static"),
             }
         )
         env.pop("TESTING", None)
@@ -151,6 +153,16 @@ class Stack:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             # Two bench runs on one server (a developer's and a test's) take turns building and copying.
             conn.execute("SELECT pg_advisory_lock(hashtext('bench template'))")
+            collected = subprocess.run(
+                [PYTHON, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+                cwd=ROOT,
+                env=self.env(),
+                capture_output=True,
+                timeout=600,
+                check=False,
+            )
+            if collected.returncode != 0:
+                raise RuntimeError("collectstatic failed:\n" + collected.stderr.decode()[-3000:])
             existing = {
                 row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'bench_tpl_%'")
             }

@@ -42,6 +42,9 @@ def _check_broker() -> None:
 
 
 COLLECTSTATIC_FIX = "python manage.py collectstatic --noinput"
+# config.E010's own tag, not Tags.staticfiles: collectstatic runs the staticfiles checks, so under that tag the
+# check would block the very command that fixes it. `check`, `migrate` and `runserver` run every tag.
+STATIC_COLLECTED_TAG = "static_collected"
 
 
 def static_files_problem() -> str:
@@ -64,11 +67,19 @@ def static_files_problem() -> str:
 
 
 def check_static_files(**kwargs: object) -> list[system_checks.CheckMessage]:
-    """System check ``config.E010`` (registered by the dashboard app): fails start-up without collected static."""
+    """System check ``config.E010`` (the dashboard app registers it under STATIC_COLLECTED_TAG): fails start-up
+    (check, migrate, runserver) without collected static files, but never collectstatic itself."""
     problem = static_files_problem()
     if not problem:
         return []
     return [system_checks.Error(problem, hint=COLLECTSTATIC_FIX, id="config.E010")]
+
+
+def static_files_log_at_start() -> None:
+    """Says at WSGI start what config.E010 says (gunicorn runs no system checks); pages still render without it."""
+    problem = static_files_problem()
+    if problem:
+        logger.error("config.E010 %s", problem, extra={"fix": COLLECTSTATIC_FIX})
 
 
 def _check_static() -> None:

@@ -3,7 +3,7 @@
 from django.apps import AppConfig
 from django.core import checks
 
-from config.health import check_static_files
+from config.health import STATIC_COLLECTED_TAG, check_static_files
 
 
 class DashboardConfig(AppConfig):
@@ -13,4 +13,4 @@ class DashboardConfig(AppConfig):
     verbose_name = "Merchant dashboard"
 
     def ready(self) -> None:
-        checks.register(check_static_files, checks.Tags.staticfiles)
+        checks.register(check_static_files, STATIC_COLLECTED_TAG)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -37,11 +38,26 @@ def _production(**overrides: str) -> dict[str, str]:
     return values
 
 
-def test_check_deploy_when_production_values_then_no_warning():
-    result = _manage("check", "--deploy", "--fail-level", "WARNING", **_production())
+def test_check_deploy_when_production_values_and_static_collected_then_no_warning(tmp_path: Path) -> None:
+    # As the image is built: collectstatic with DEBUG off (config.E010 does not block it), then the start-up check.
+    environment = _production(STATIC_ROOT=str(tmp_path / "static"))
+    collected = _manage("collectstatic", "--noinput", "-v", "0", **environment)
+    assert collected.returncode == 0, collected.stdout + collected.stderr
+    assert (tmp_path / "static" / "staticfiles.json").exists()
+
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", **environment)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_check_deploy_when_static_not_collected_then_only_e010_naming_collectstatic(tmp_path: Path) -> None:
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", **_production(STATIC_ROOT=str(tmp_path / "none")))
+
+    assert result.returncode != 0
+    assert "config.E010" in result.stderr and "python manage.py collectstatic --noinput" in result.stderr
+    # The only error (warnings are the other test's concern): the system check ids marked E (error) or C (critical).
+    assert re.findall(r"\((\S+\.[EC]\d+)\)", result.stderr) == ["config.E010"], result.stderr
 
 
 def test_check_deploy_when_secret_key_weak_then_fails():

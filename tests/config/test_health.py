@@ -27,7 +27,7 @@ def test_readyz_when_all_parts_up_then_200_with_each_check(api):
     response = api.get("/readyz")
 
     assert response.status_code == 200, response.content
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "cache": "ok"}}
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "cache": "ok", "static": "ok"}}
 
 
 def test_readyz_when_database_fails_then_503_naming_database(api):
@@ -40,7 +40,7 @@ def test_readyz_when_database_fails_then_503_naming_database(api):
     assert response.status_code == 503
     body = response.json()
     assert body["failing"] == ["database"]
-    assert body["checks"] == {"database": "failing", "cache": "ok"}
+    assert body["checks"] == {"database": "failing", "cache": "ok", "static": "ok"}
     assert "refused" not in response.content.decode()
 
 
@@ -79,7 +79,7 @@ def test_readyz_when_broker_configured_and_up_then_checked_and_200(api, broker, 
     response = api.get("/readyz")
 
     assert response.status_code == 200, response.content
-    assert response.json()["checks"] == {"database": "ok", "cache": "ok", "broker": "ok"}
+    assert response.json()["checks"] == {"database": "ok", "cache": "ok", "static": "ok", "broker": "ok"}
 
 
 def test_readyz_when_broker_unreachable_then_503_naming_broker_quickly(api, broker):

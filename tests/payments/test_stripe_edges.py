@@ -46,7 +46,7 @@ def _deliver(capture, event_type: str, obj: object, **top: object) -> StripeEven
 # --- production refuses a demo webhook secret -------------------------------------------------
 
 
-def _manage_check(**environment: str) -> subprocess.CompletedProcess[str]:
+def _manage_check(command: str = "check", **environment: str) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/tmp"),
@@ -59,7 +59,12 @@ def _manage_check(**environment: str) -> subprocess.CompletedProcess[str]:
         **environment,
     }
     return subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "manage.py", command, *(["--noinput", "-v", "0"] if command == "collectstatic" else [])],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -73,8 +78,13 @@ def test_production_when_webhook_secret_missing_or_demo_then_refuses_to_start(se
     assert "STRIPE_WEBHOOK_SECRET" in result.stderr
 
 
-def test_production_when_webhook_secret_real_then_starts():
-    result = _manage_check(STRIPE_WEBHOOK_SECRET="whsec_" + secrets.token_hex(16))
+def test_production_when_webhook_secret_real_then_starts(tmp_path: Path) -> None:
+    # Static files collected as the image does (else config.E010 would stop the start, rightly).
+    static = {"STATIC_ROOT": str(tmp_path / "static")}
+    collected = _manage_check(STRIPE_WEBHOOK_SECRET="whsec_" + secrets.token_hex(16), **static, command="collectstatic")
+    assert collected.returncode == 0, collected.stderr
+
+    result = _manage_check(STRIPE_WEBHOOK_SECRET="whsec_" + secrets.token_hex(16), **static)
 
     assert result.returncode == 0, result.stderr
 
