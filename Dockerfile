@@ -33,7 +33,8 @@ COPY --chown=root:root . .
 
 # Throw-away values: settings refuse to load without them when DEBUG is off.
 # Nothing here connects anywhere; the real values come from the environment at run time.
-RUN SECRET_KEY=collectstatic-only ALLOWED_HOSTS=localhost python manage.py collectstatic --noinput -v 0 \
+RUN SECRET_KEY=collectstatic-only ALLOWED_HOSTS=localhost STRIPE_WEBHOOK_SECRET=whsec_collectstatic_only \
+    python manage.py collectstatic --noinput -v 0 \
     && python -m compileall -q config accounts wallets catalog orders payments
 
 # Numeric, so Kubernetes can verify runAsNonRoot (deploy/k8s uses the same uid).
