@@ -98,3 +98,42 @@ def test_reconcile_when_payment_marked_failed_but_stripe_charged_then_settled(fa
 def test_reconcile_task_is_scheduled_daily(settings):
     tasks = [entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()]
     assert "payments.tasks.reconcile_daily" in tasks
+
+
+def test_payment_reconcile_when_stripe_charged_an_intent_we_never_learned_then_succeeded_not_canceled(
+    fake_stripe, customer
+):
+    from payments.services.reconcile import payment_reconcile
+
+    payment, intent = _charged_deposit_unseen(fake_stripe, customer)
+
+    settled = payment_reconcile(payment_id=payment.pk)
+
+    assert settled.status == "succeeded" and settled.stripe_payment_intent_id == intent.id
+    assert _balance(customer) == 2500
+    assert verify()[0] == 0
+
+
+def test_payment_reconcile_when_an_unconfirmed_intent_was_left_at_stripe_then_canceled_there_too(fake_stripe, customer):
+    from payments.services.reconcile import payment_reconcile
+    from tests.conftest import client_for
+
+    pm = fake_stripe.attach_card(customer)
+    with fake_stripe.unreachable():
+        client_for(customer).post("/api/v1/wallet/deposits", {"amount": 2500, "payment_method": pm}, format="json")
+    payment = Payment.objects.get(user=customer)
+    assert payment.stripe_payment_intent_id is None
+    orphan = stripe.PaymentIntent.create(  # our create call reached Stripe; its answer never came back
+        amount=2500,
+        currency="usd",
+        customer=customer.stripe_customer.stripe_customer_id,
+        payment_method=pm,
+        metadata={"payment_id": payment.pk, "kind": "deposit"},
+    )
+
+    settled = payment_reconcile(payment_id=payment.pk)
+
+    assert settled.status == "canceled"
+    assert stripe.PaymentIntent.retrieve(orphan.id).status == "canceled"
+    assert _balance(customer) == 0
+    assert verify()[0] == 0
