@@ -297,6 +297,10 @@ class StripeEventAdmin(HistoryMixin, ReadOnlyAdmin):
                 self.message_user(request, f"{exc.code}: {exc.message}", messages.ERROR)
                 return
             for outcome in outcomes:
+                if outcome.outcome == "busy":  # left alone: replaying it now could apply it twice
+                    text = f"{outcome.event_id}: not replayed, a worker is applying it right now"
+                    self.message_user(request, text, messages.WARNING)
+                    continue
                 level = messages.ERROR if outcome.outcome == "failed" else messages.INFO
                 self.message_user(request, f"{outcome.event_id}: {outcome.outcome} {outcome.error}".strip(), level)
 

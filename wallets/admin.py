@@ -89,6 +89,7 @@ class WithdrawalAdmin(HistoryMixin, ReadOnlyAdmin):
 
     def _decide(self, request: HttpRequest, queryset: QuerySet[Withdrawal], approve: bool) -> TemplateResponse | None:
         withdrawals = list(queryset.filter(status__in=WITHDRAWAL_OPEN_STATUSES).order_by("pk"))
+        not_open = queryset.count() - len(withdrawals)  # selected, but decided already: told, never decided again
         decide = withdrawal_approve if approve else withdrawal_reject
         verb = "approve" if approve else "reject"
 
@@ -102,7 +103,12 @@ class WithdrawalAdmin(HistoryMixin, ReadOnlyAdmin):
                 except DomainError as exc:
                     self.message_user(request, f"{withdrawal.pk}: {exc.code}: {exc.message}", messages.ERROR)
             summary = ", ".join(f"{count} {status}" for status, count in sorted(outcomes.items())) or "none decided"
-            self.message_user(request, f"Withdrawals: {summary}.", messages.INFO)
+            decided = sum(outcomes.values())
+            self.message_user(
+                request,
+                f"Withdrawals: {summary}. {decided} withdrawal(s) {verb}d; {not_open} not pending.",
+                messages.WARNING if not_open else messages.INFO,
+            )
 
         return confirm_money_action(
             self, request, withdrawals, action=f"{verb}_withdrawals", title=f"{verb.capitalize()} withdrawals",

@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from accounts.models import AuditEvent
 from payments.models import Dispute, Payment, Refund, StripeEvent
+from tests.backoffice.conftest import user_in_role
 from tests.conftest import client_for
 from tests.payments.test_refunds import _card_order
 from tests.payments.test_webhooks import deliver, event_body, sign
@@ -46,6 +47,13 @@ def _admin(staff) -> Client:
     client = Client()
     client.force_login(staff)
     return client
+
+
+def _confirmed(client: Client, url: str, action: str, pk: str, reason: str = "checked with the bank", **kw):
+    """The admin's money action as staff take it: the action, its confirmation page, then confirmed with a reason."""
+    page = client.post(url, {"action": action, "_selected_action": [pk]})
+    assert page.status_code == 200 and b"confirm-money-action" in page.content and b'name="reason"' in page.content
+    return client.post(url, {"action": action, "_selected_action": [pk], "apply": "1", "reason": reason}, **kw)
 
 
 def _open_dispute(order, capture) -> Dispute:
@@ -87,15 +95,13 @@ def test_dispute_when_merchant_short_then_what_there_is_is_held(
 
 
 def test_dispute_won_in_admin_then_released_and_audited(
-    fake_stripe, customer, merchant, staff, django_capture_on_commit_callbacks
+    fake_stripe, customer, merchant, django_capture_on_commit_callbacks
 ):
+    staff = user_in_role("finance")
     order = _card_order(fake_stripe, customer, merchant)
     dispute = _open_dispute(order, django_capture_on_commit_callbacks)
 
-    response = _admin(staff).post(
-        reverse("admin:payments_dispute_changelist"),
-        {"action": "resolve_won", "_selected_action": [dispute.pk]},
-    )
+    response = _confirmed(_admin(staff), reverse("admin:payments_dispute_changelist"), "resolve_won", dispute.pk)
 
     assert response.status_code == 302
     dispute.refresh_from_db()
@@ -106,27 +112,27 @@ def test_dispute_won_in_admin_then_released_and_audited(
 
 
 def test_dispute_lost_in_admin_then_amount_leaves_through_card_clearing(
-    fake_stripe, customer, merchant, staff, django_capture_on_commit_callbacks
+    fake_stripe, customer, merchant, django_capture_on_commit_callbacks
 ):
     from django.db.models import Sum
 
     from wallets.models import Posting
 
+    staff = user_in_role("finance")
     order = _card_order(fake_stripe, customer, merchant)
     dispute = _open_dispute(order, django_capture_on_commit_callbacks)
 
-    _admin(staff).post(
-        reverse("admin:payments_dispute_changelist"), {"action": "resolve_lost", "_selected_action": [dispute.pk]}
-    )
+    response = _confirmed(_admin(staff), reverse("admin:payments_dispute_changelist"), "resolve_lost", dispute.pk)
 
+    assert response.status_code == 302
     dispute.refresh_from_db()
-    assert dispute.status == "lost"
+    assert dispute.status == "lost" and dispute.resolved_by == staff
     assert _wallet(merchant) == (0, 0)
     clearing = Posting.objects.filter(account_id="acc_card_clearing_usd").aggregate(total=Sum("amount"))["total"]
     assert clearing == 0  # charged -1000, gone back +1000
     fees = Posting.objects.filter(account_id="acc_platform_fees_usd").aggregate(total=Sum("amount"))["total"]
     assert fees == 0
-    assert AuditEvent.objects.filter(action="dispute.lost", object_id=dispute.pk).exists()
+    assert AuditEvent.objects.filter(action="dispute.lost", object_id=dispute.pk, actor=staff).exists()
     assert verify()[0] == 0
 
 
@@ -165,13 +171,17 @@ def test_admin_partial_refund_form_then_refunded_through_stripe_and_audited(fake
     assert AuditEvent.objects.filter(action="refund.create", object_id=refund.pk, actor=staff).exists()
 
 
-def test_admin_refund_in_full_action_then_order_refunded(fake_stripe, customer, merchant, staff):
+def test_admin_refund_in_full_action_then_order_refunded(fake_stripe, customer, merchant):
+    staff = user_in_role("support")
     order = _card_order(fake_stripe, customer, merchant)
+    assert order.payment_id is not None
 
-    _admin(staff).post(
-        reverse("admin:payments_payment_changelist"),
-        {"action": "refund_in_full", "_selected_action": [order.payment_id]},
-    )
+    response = _confirmed(
+        _admin(staff), reverse("admin:payments_payment_changelist"), "refund_in_full", order.payment_id,
+        reason="customer asked",
+    )  # fmt: skip
+
+    assert response.status_code == 302
 
     order.refresh_from_db()
     assert order.status == "refunded"
@@ -180,8 +190,9 @@ def test_admin_refund_in_full_action_then_order_refunded(fake_stripe, customer, 
 
 
 def test_admin_replay_when_event_failed_then_processed(
-    fake_stripe, customer, merchant, staff, django_capture_on_commit_callbacks
+    fake_stripe, customer, merchant, django_capture_on_commit_callbacks
 ):
+    staff = user_in_role("finance")
     order = _card_order(fake_stripe, customer, merchant)
     with fake_stripe.unreachable(), django_capture_on_commit_callbacks(execute=True):
         deliver(body := event_body("charge.dispute.created", _dispute_object(order)), sign(body))
@@ -191,10 +202,9 @@ def test_admin_replay_when_event_failed_then_processed(
     changelist = _admin(staff).get(reverse("admin:payments_stripeevent_changelist"), {"status__exact": "failed"})
     assert event.pk.encode() in changelist.content
 
-    _admin(staff).post(
-        reverse("admin:payments_stripeevent_changelist"), {"action": "replay", "_selected_action": [event.pk]}
-    )
+    response = _confirmed(_admin(staff), reverse("admin:payments_stripeevent_changelist"), "replay", event.pk)
 
+    assert response.status_code == 302
     event.refresh_from_db()
     assert event.status == "processed"
     assert Dispute.objects.get().held_amount == 950

@@ -434,12 +434,19 @@ def test_drain_when_an_event_fails_then_recorded_and_handed_to_the_retry_task_wi
 
 @contextmanager
 def _applied_elsewhere(event_id: str):
-    """Another worker holding ``event_id``'s apply lock, in its own database session."""
+    """Another worker holding ``event_id``'s apply lock, in its own database session.
+
+    The lock is released by an unlock statement, which returns once it is free: a closed session's server
+    process lets go of its locks only when it exits, after the client has moved on (the next try could lose).
+    """
     other = connection.copy()
     try:
         with other.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", [webhooks.APPLY_LOCK_CLASS, event_id])
         yield
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", [webhooks.APPLY_LOCK_CLASS, event_id])
+            assert cursor.fetchone() == (True,)
     finally:
         other.close()
 
@@ -465,8 +472,11 @@ def test_drain_and_retry_task_when_another_worker_applies_the_event_then_leave_i
 
 
 def test_admin_replay_when_a_worker_applies_the_event_then_left_alone_with_a_warning(
-    fake_stripe, customer, staff, django_capture_on_commit_callbacks
+    fake_stripe, customer, django_capture_on_commit_callbacks
 ):
+    from tests.backoffice.conftest import user_in_role
+
+    staff = user_in_role("finance")
     _payment, intent = _charged_deposit_unseen(fake_stripe, customer)
     with fake_stripe.unreachable(), django_capture_on_commit_callbacks(execute=True):
         deliver(body := event_body("payment_intent.succeeded", intent), sign(body))
@@ -474,10 +484,13 @@ def test_admin_replay_when_a_worker_applies_the_event_then_left_alone_with_a_war
     admin = Client()
     admin.force_login(staff)
 
+    url = reverse("admin:payments_stripeevent_changelist")
+    confirmation = admin.post(url, {"action": "replay", "_selected_action": [event.pk]})
+    assert confirmation.status_code == 200 and b"confirm-money-action" in confirmation.content
     with _applied_elsewhere(event.pk):
         page = admin.post(
-            reverse("admin:payments_stripeevent_changelist"),
-            {"action": "replay", "_selected_action": [event.pk]},
+            url,
+            {"action": "replay", "_selected_action": [event.pk], "apply": "1", "reason": "Stripe was down"},
             follow=True,
         )
 

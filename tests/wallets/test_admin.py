@@ -4,6 +4,7 @@ import pytest
 from django.test import Client
 
 from accounts.models import AuditEvent
+from tests.backoffice.conftest import user_in_role
 from tests.wallets.conftest import fund
 from wallets.models import Account, Entry, Withdrawal
 from wallets.withdrawals import withdrawal_request
@@ -20,13 +21,19 @@ def _pending(user, amount):
     return withdrawal_request(user=user, amount=amount)
 
 
-def test_admin_approve_action_when_pending_then_paid_and_audited(admin_client, customer, staff):
+def test_admin_approve_action_when_pending_then_paid_and_audited(customer):
+    staff = user_in_role("finance")
+    admin_client = Client()
+    admin_client.force_login(staff)
     fund(customer, 5_000)
     withdrawal = _pending(customer, 2_000)
+    approve = {"action": "approve_withdrawals", "_selected_action": [withdrawal.pk]}
+    confirmation = admin_client.post("/admin/wallets/withdrawal/", approve)
+    assert confirmation.status_code == 200 and b"confirm-money-action" in confirmation.content
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == "pending"  # nothing moves before staff confirm with a reason
     response = admin_client.post(
-        "/admin/wallets/withdrawal/",
-        {"action": "approve_withdrawals", "_selected_action": [withdrawal.pk]},
-        follow=True,
+        "/admin/wallets/withdrawal/", {**approve, "apply": "1", "reason": "payout checked"}, follow=True
     )
     assert response.status_code == 200
     withdrawal.refresh_from_db()
@@ -36,9 +43,7 @@ def test_admin_approve_action_when_pending_then_paid_and_audited(admin_client, c
     detail = admin_client.get(f"/admin/wallets/withdrawal/{withdrawal.pk}/change/")
     assert detail.status_code == 200 and b"Paid" in detail.content
     again = admin_client.post(
-        "/admin/wallets/withdrawal/",
-        {"action": "approve_withdrawals", "_selected_action": [withdrawal.pk]},
-        follow=True,
+        "/admin/wallets/withdrawal/", {**approve, "apply": "1", "reason": "payout checked"}, follow=True
     )
     assert b"0 withdrawal(s) approved; 1 not pending" in again.content
     assert Entry.objects.filter(reference=withdrawal.pk).count() == 2
