@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
-from wallets.models import Account, Posting
+from wallets.models import WALLET_KINDS, Account, Posting
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -24,7 +24,9 @@ STATEMENT_HEADER = ("date", "transaction", "kind", "reference", "amount", "balan
 
 def wallet_account(user: User, currency: str | None = None) -> Account | None:
     """The user's wallet account in ``currency`` (the platform's by default); None if never opened."""
-    return Account.objects.filter(owner_id=user.pk, currency=currency or settings.PLATFORM_CURRENCY).first()
+    # Only the wallet: a merchant also owns an "incoming" account for card income not yet available.
+    wallets = Account.objects.filter(owner_id=user.pk, kind__in=list(WALLET_KINDS))
+    return wallets.filter(currency=currency or settings.PLATFORM_CURRENCY).first()
 
 
 def wallet_history(user: User, currency: str | None = None) -> QuerySet[Posting]:
