@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from orders.models import Order, WebhookEndpoint
@@ -43,6 +44,7 @@ class Row:
     body: dict | None = None
     # Ids that must never appear in these roles' answers.
     hides: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    format: str = "json"
 
 
 def _all(status: int, **overrides: int) -> dict[str, int]:
@@ -104,6 +106,8 @@ def world(db):
             "deposit": deposit.pk,
             "card": card.pk,
             "webhook": endpoint.pk,
+            "goods": order.goods.get().pk,
+            "unknown": "not-a-secret-nor-an-id",
         },
     }
 
@@ -143,6 +147,16 @@ ROWS: list[Row] = [
     ),
     Row("PATCH", "/api/v1/products/{product}", _all(403, merchant=200, other_merchant=404), {"name": "Renamed"}),
     Row("DELETE", "/api/v1/products/{spare_product}", _all(403, merchant=204, other_merchant=404)),
+    Row("GET", "/api/v1/products/{product}/codes", _all(403, merchant=200, other_merchant=404)),
+    Row("POST", "/api/v1/products/{product}/codes", _all(403, merchant=400, other_merchant=404), {"codes": ["C-1"]}),
+    # a text product takes no file
+    Row(
+        "PUT",
+        "/api/v1/products/{product}/file",
+        _all(403, merchant=400, other_merchant=404),
+        {"file": b"bytes"},  # a fresh upload per call
+        format="multipart",
+    ),
     Row("GET", "/api/v1/merchant/products", _all(403, merchant=200, other_merchant=200)),
     Row("GET", "/api/v1/merchant/products/{product}", _all(403, merchant=200, other_merchant=404)),
     # --- orders
@@ -163,7 +177,23 @@ ROWS: list[Row] = [
         _all(403, merchant=201, other_merchant=201),
         {"url": "https://127.0.0.1/order-events"},
     ),
+    Row("GET", "/api/v1/merchant/webhooks/{webhook}", _all(403, merchant=200, other_merchant=404)),
+    Row("PATCH", "/api/v1/merchant/webhooks/{webhook}", _all(403, merchant=200, other_merchant=404), {"enabled": True}),
+    Row("POST", "/api/v1/merchant/webhooks/{webhook}/rotate-secret", _all(403, merchant=200, other_merchant=404)),
+    Row("POST", "/api/v1/merchant/webhooks/{webhook}/test", _all(403, merchant=201, other_merchant=404)),
+    Row("GET", "/api/v1/merchant/webhooks/{webhook}/deliveries", _all(403, merchant=200, other_merchant=404)),
+    Row(
+        "POST",
+        "/api/v1/merchant/webhooks/{webhook}/deliveries/{unknown}/retry",
+        _all(403, merchant=404, other_merchant=404),
+    ),
     Row("DELETE", "/api/v1/merchant/webhooks/{webhook}", _all(403, merchant=204, other_merchant=404)),
+    # --- goods: the library is the buyer's; a download link or a license key is the credential itself
+    Row("GET", "/api/v1/library", _all(200), hides={"order": (CUST,)}),
+    # a text item is no download: not found, as for everyone else
+    Row("POST", "/api/v1/library/{goods}/link", _only(404, (CUST,))),
+    Row("GET", "/api/v1/downloads/{unknown}", {role: 404 for role in ROLES}),
+    Row("GET", "/api/v1/licenses/{unknown}", {role: 404 for role in ROLES}),
     # --- payments
     Row("GET", "/api/v1/payments", _all(200), hides={"payment": (CUST,)}),
     Row("GET", "/api/v1/payments/{payment}", _only(200, (CUST,))),
@@ -179,6 +209,13 @@ ROWS: list[Row] = [
         {"order": "{order}", "amount": 100},
     ),
     Row("GET", "/api/v1/refunds/{refund}", _only(200, (CUST, MERCH, STAFF))),
+    # --- Finance staff (the staff user is a superuser: every staff permission)
+    Row("GET", "/api/v1/staff/withdrawals", _all(403, staff=200), hides={"withdrawal": (STAFF,)}),
+    Row("POST", "/api/v1/staff/withdrawals/{withdrawal}/approve", _all(403, staff=200), {"reason": "checked"}),
+    Row("POST", "/api/v1/staff/withdrawals/{withdrawal}/reject", _all(403, staff=200), {"reason": "checked"}),
+    # the merchant's refund never awaited approval: a conflict for Finance, forbidden for everyone else
+    Row("POST", "/api/v1/staff/refunds/{refund}/approve", _all(403, staff=409), {"reason": "checked"}),
+    Row("POST", "/api/v1/staff/refunds/{refund}/reject", _all(403, staff=409), {"reason": "checked"}),
 ]
 
 # A 0 cell is not called: it needs Stripe (or would only repeat another cell).
@@ -187,6 +224,8 @@ KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 
 def _fill(value, ids):
+    if isinstance(value, bytes):
+        return SimpleUploadedFile("goods.bin", value)
     if isinstance(value, str):
         return value.format(**ids)
     if isinstance(value, dict):
@@ -200,7 +239,7 @@ def _call(client, row: Row, ids: dict):
     method = getattr(client, row.method.lower())
     if row.method in ("GET", "DELETE") and body is None:
         return method(path)
-    return method(path, body or {}, format="json")
+    return method(path, body or {}, format=row.format)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: f"{row.method} {row.path}")
