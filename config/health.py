@@ -1,6 +1,6 @@
 """Liveness and readiness probes, and the start-up check that static files were collected.
 
-With DEBUG off, pages need the collected static files' manifest; without it every page would answer 500.
+With DEBUG off, pages need collectstatic's files and manifest; without them pages render unstyled (never 500).
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ def static_files_problem() -> str:
         return f"The static files' manifest cannot be read ({exc}); run `{COLLECTSTATIC_FIX}`."
     if not found:
         return (
-            f"Static files are not collected: {settings.STATIC_ROOT}/{storage.manifest_name} is missing, so every"
-            f" page that links a stylesheet would fail. Run `{COLLECTSTATIC_FIX}` (the image does it at build)."
+            f"Static files are not collected: {settings.STATIC_ROOT}/{storage.manifest_name} is missing, so pages"
+            f" render without their stylesheets and scripts. Run `{COLLECTSTATIC_FIX}` (the image does it at build)."
         )
     return ""
 
