@@ -44,7 +44,7 @@ class WebhookEndpointListCreateView(WriteThrottledMixin, generics.ListAPIView):
     def get_queryset(self) -> QuerySet[WebhookEndpoint]:
         return selectors.webhook_endpoints_of(merchant=signed_in_user(self.request))
 
-    @extend_schema(responses={200: WebhookEndpointSerializer(many=True), **errors(401, 403)}, tags=TAGS)
+    @extend_schema(responses={200: WebhookEndpointSerializer(many=True), **errors(400, 401, 403)}, tags=TAGS)
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
