@@ -104,7 +104,7 @@ def test_withdrawal_when_card_top_up_cooling_then_402_until_hours_pass_and_spend
     assert not Withdrawal.objects.exists()
 
     # Cooling money can be spent on purchases at once.
-    product = ProductFactory(price=3_000, stock=5)
+    product = ProductFactory.create(price=3_000, stock=5)
     assert buy(customer_api, product.pk).json()["status"] == "paid"
     # Spending takes the withdrawable money first: 3000 left, all of it still cooling.
     assert _wallet(customer_api)["withdrawable"] == 0
@@ -134,8 +134,8 @@ def test_card_sale_when_availability_days_then_incoming_until_release_task_after
     settings: Any, monkeypatch: pytest.MonkeyPatch, merchant: User, merchant_api: APIClient
 ) -> None:
     settings.MERCHANT_AVAILABILITY_DAYS = 7
-    product = ProductFactory(merchant=merchant, price=1_000, stock=5)
-    order = _card_sale(CustomerFactory(), product)
+    product = ProductFactory.create(merchant=merchant, price=1_000, stock=5)
+    order = _card_sale(CustomerFactory.create(), product)
 
     assert _wallet(merchant_api) == {
         "balance": 0, "withdrawable": 0, "pending": 0, "incoming": 950, "currency": "usd"
@@ -167,7 +167,7 @@ def test_wallet_purchase_when_availability_days_then_merchant_credited_at_once(
 ) -> None:
     settings.MERCHANT_AVAILABILITY_DAYS = 7
     fund(customer, 5_000)
-    product = ProductFactory(merchant=merchant, price=1_000, stock=5)
+    product = ProductFactory.create(merchant=merchant, price=1_000, stock=5)
     assert buy(customer_api, product.pk).json()["status"] == "paid"
     assert _wallet(merchant_api) == {
         "balance": 950, "withdrawable": 950, "pending": 0, "incoming": 0, "currency": "usd"
@@ -179,7 +179,7 @@ def test_wallet_purchase_when_availability_days_then_merchant_credited_at_once(
 def test_card_sale_when_availability_days_0_then_merchant_wallet_credited_at_once(
     merchant: User, merchant_api: APIClient
 ) -> None:
-    _card_sale(CustomerFactory(), ProductFactory(merchant=merchant, price=1_000, stock=5))
+    _card_sale(CustomerFactory.create(), ProductFactory.create(merchant=merchant, price=1_000, stock=5))
     assert _wallet(merchant_api)["balance"] == 950
     assert not Account.objects.filter(kind=AccountKind.INCOMING).exists()
 
@@ -189,7 +189,7 @@ def test_dispute_when_card_sale_income_waiting_then_released_and_held(
     settings: Any, merchant: User, merchant_api: APIClient
 ) -> None:
     settings.MERCHANT_AVAILABILITY_DAYS = 7
-    order = _card_sale(CustomerFactory(), ProductFactory(merchant=merchant, price=1_000, stock=5))
+    order = _card_sale(CustomerFactory.create(), ProductFactory.create(merchant=merchant, price=1_000, stock=5))
     assert order.payment_id is not None
     dispute = dispute_open(payment_id=order.payment_id, stripe_dispute_id="dp_1", amount=1_000)
     assert dispute.held_amount == 950
@@ -246,7 +246,7 @@ def test_ledger_verify_when_release_tampered_then_exit_1_naming_order(
     settings: Any, monkeypatch: pytest.MonkeyPatch, merchant: User
 ) -> None:
     settings.MERCHANT_AVAILABILITY_DAYS = 1
-    order = _card_sale(CustomerFactory(), ProductFactory(merchant=merchant, price=1_000, stock=5))
+    order = _card_sale(CustomerFactory.create(), ProductFactory.create(merchant=merchant, price=1_000, stock=5))
     _travel(monkeypatch, "wallets.availability", timezone.now() + timedelta(days=2))
     assert tasks.income_release_due() == 1
     assert verify()[0] == 0
@@ -264,10 +264,10 @@ def test_ledger_verify_when_release_sent_to_another_wallet_then_exit_1(
     settings: Any, monkeypatch: pytest.MonkeyPatch, merchant: User
 ) -> None:
     settings.MERCHANT_AVAILABILITY_DAYS = 1
-    order = _card_sale(CustomerFactory(), ProductFactory(merchant=merchant, price=1_000, stock=5))
+    order = _card_sale(CustomerFactory.create(), ProductFactory.create(merchant=merchant, price=1_000, stock=5))
     _travel(monkeypatch, "wallets.availability", timezone.now() + timedelta(days=2))
     tasks.income_release_due()
-    other = fund(MerchantFactory(), 100).postings.get(amount=100).account_id
+    other = fund(MerchantFactory.create(), 100).postings.get(amount=100).account_id
     release = Entry.objects.get(kind=EntryKind.INCOME_RELEASED)
     _raw(
         f"UPDATE {Posting._meta.db_table} SET account_id = %s WHERE entry_id = %s AND amount > 0",
@@ -286,10 +286,10 @@ def test_release_task_when_racing_withdrawals_on_one_wallet_then_each_order_rele
     settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.MERCHANT_AVAILABILITY_DAYS = 3
-    merchant = MerchantFactory()
+    merchant = MerchantFactory.create()
     fund(merchant, 2_000)
-    product = ProductFactory(merchant=merchant, price=1_000, stock=None)
-    buyer = CustomerFactory()
+    product = ProductFactory.create(merchant=merchant, price=1_000, stock=None)
+    buyer = CustomerFactory.create()
     orders = [_card_sale(buyer, product) for _ in range(10)]
     assert Account.objects.get(owner=merchant, kind=AccountKind.INCOMING).balance == 9_500
     _travel(monkeypatch, "wallets.availability", timezone.now() + timedelta(days=3, minutes=1))
@@ -303,7 +303,7 @@ def test_release_task_when_racing_withdrawals_on_one_wallet_then_each_order_rele
         try:
             start.wait()
             released.append(tasks.income_release_due())
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - a worker thread hands every failure to the test thread
             errors.append(exc)
         finally:
             connection.close()
@@ -317,7 +317,7 @@ def test_release_task_when_racing_withdrawals_on_one_wallet_then_each_order_rele
                     withdrawn.append(500)
                 except InsufficientFunds:
                     pass
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - a worker thread hands every failure to the test thread
             errors.append(exc)
         finally:
             connection.close()
@@ -346,7 +346,7 @@ def test_refund_legs_when_card_sale_income_waiting_then_refunded_part_released_f
     settings: Any, merchant: User, merchant_api: APIClient
 ) -> None:
     settings.MERCHANT_AVAILABILITY_DAYS = 7
-    order = _card_sale(CustomerFactory(), ProductFactory(merchant=merchant, price=1_000, stock=5))
+    order = _card_sale(CustomerFactory.create(), ProductFactory.create(merchant=merchant, price=1_000, stock=5))
     refunds = ORDER_PAYMENT_HOOKS.refunds
     assert refunds is not None
     with transaction.atomic():
