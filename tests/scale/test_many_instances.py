@@ -68,7 +68,7 @@ class Instances:
             argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
         )
 
-    def wait_http(self, name: str, url: str, timeout: float = 60) -> None:
+    def wait_http(self, name: str, url: str, timeout: float = 180) -> None:  # generous: 2 shared cores
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.procs[name].poll() is not None:
@@ -137,10 +137,21 @@ def stack(fake_stripe: Any, tmp_path: Path) -> Iterator[Stack]:
     bouncer = PgBouncer(direct, pool_mode="transaction", pool_size=8).start()
     instances = Instances(tmp_path)
     urls = []
+    # Static files collected as the image does at build (readyz answers 503 without them: config.E010).
+    static = {"STATIC_ROOT": str(tmp_path / "static")}
+    collect = [str(BIN / "python"), str(ROOT / "manage.py"), "collectstatic", "--noinput", "-v", "0"]
+    collected = subprocess.run(
+        collect, env=_env(direct, fake_stripe.url, **static), cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert collected.returncode == 0, collected.stderr
     try:
         for name, db_url, extra in (
-            ("web_a", direct, {}),
-            ("web_b", bouncer.url_for(direct), {"DATABASE_PREPARED_STATEMENTS": "false", "DB_CONN_MAX_AGE": "0"}),
+            ("web_a", direct, static),
+            (
+                "web_b",
+                bouncer.url_for(direct),
+                {"DATABASE_PREPARED_STATEMENTS": "false", "DB_CONN_MAX_AGE": "0", **static},
+            ),
         ):
             port = free_port()
             argv = [str(BIN / "gunicorn"), "config.wsgi:application", "--config", str(ROOT / "config" / "gunicorn.py")]
@@ -150,7 +161,7 @@ def stack(fake_stripe: Any, tmp_path: Path) -> Iterator[Stack]:
         for name in ("worker_1", "worker_2"):
             argv = [str(BIN / "celery"), "-A", "config", "worker", "-n", f"{name}@%h", "--concurrency", "2"]
             argv += ["--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "WARNING"]
-            instances.spawn(name, argv, _env(direct, fake_stripe.url, CELERY_DB_REUSE_MAX="100"))
+            instances.spawn(name, argv, _env(direct, fake_stripe.url, CELERY_DB_REUSE_MAX="100", **static))
         for name, url in zip(("web_a", "web_b"), urls, strict=True):
             instances.wait_http(name, f"{url}/readyz")
         yield Stack(servers=urls, bouncer=bouncer)
