@@ -95,6 +95,28 @@ def test_reconcile_when_payment_marked_failed_but_stripe_charged_then_settled(fa
     assert Payment.objects.get(pk=order.payment_id).status == "succeeded"
 
 
+def test_reconcile_when_since_is_a_datetime_then_only_payments_created_from_then_are_judged(
+    fake_stripe, customer, merchant
+):
+    before = _card_order(fake_stripe, customer, merchant)
+    cutoff = timezone.now()
+    after = _card_order(fake_stripe, customer, merchant)
+    Payment.objects.filter(pk__in=[before.payment_id, after.payment_id]).update(status="failed")
+
+    call_command("reconcile", "--since", cutoff.isoformat(), stdout=StringIO(), stderr=StringIO())
+
+    run = ReconcileRun.objects.get()
+    assert run.since == cutoff
+    judged = set(ReconcileItem.objects.filter(run=run, object_type="payment").values_list("object_id", flat=True))
+    assert judged == {after.payment_id}
+    assert Payment.objects.get(pk=after.payment_id).status == "succeeded"
+
+
+def test_reconcile_when_since_is_neither_a_day_nor_a_datetime_then_command_error():
+    with pytest.raises(CommandError, match="ISO 8601"):
+        call_command("reconcile", "--since", "yesterday", stdout=StringIO(), stderr=StringIO())
+
+
 def test_reconcile_task_is_scheduled_daily(settings):
     tasks = [entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()]
     assert "payments.tasks.reconcile_daily" in tasks

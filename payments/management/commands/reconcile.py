@@ -1,4 +1,4 @@
-"""``manage.py reconcile [--since YYYY-MM-DD]``: three-way reconciliation with Stripe, with a summary table.
+"""``manage.py reconcile [--since DAY|DATETIME]``: three-way reconciliation with Stripe, with a summary table.
 
 Exit 0 when everything matched or was fixed, 1 while an unexplained mismatch remains (the run is kept either way).
 """
@@ -23,9 +23,15 @@ def _since(value: str | None) -> datetime:
         return timezone.now() - timedelta(days=1)
     try:
         day = datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        pass
+    else:
+        return datetime.combine(day, time.min, tzinfo=UTC)
+    try:
+        moment = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise CommandError("--since must be YYYY-MM-DD") from exc
-    return datetime.combine(day, time.min, tzinfo=UTC)
+        raise CommandError("--since must be YYYY-MM-DD or an ISO 8601 datetime") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class Command(BaseCommand):
@@ -35,7 +41,13 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--since", help="First day (UTC) to reconcile, YYYY-MM-DD (default: the last 24 h).")
+        parser.add_argument(
+            "--since",
+            help=(
+                "First day (UTC) to reconcile, YYYY-MM-DD, or the first moment, an ISO 8601 datetime "
+                "(naive: UTC); default: the last 24 h."
+            ),
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         terminal = sys.stderr.isatty()
