@@ -18,7 +18,7 @@ from payments.serializers import RefundSerializer
 from payments.services.refund_approvals import refund_approve, refund_reject
 
 
-class DecisionSerializer(serializers.Serializer):
+class RefundDecisionSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=255, help_text="Why: every money decision records one.")
 
 
@@ -28,13 +28,13 @@ class StaffRefundDecisionView(APIView):
     approve = True
 
     @extend_schema(
-        request=DecisionSerializer,
+        request=RefundDecisionSerializer,
         responses={200: RefundSerializer, **errors(400, 401, 402, 403, 404, 409, 502)},
         tags=["staff"],
         summary="Decide a refund awaiting approval",
     )
     def post(self, request: Request, refund_id: str) -> Response:
-        serializer = DecisionSerializer(data=request.data)
+        serializer = RefundDecisionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         decide = refund_approve if self.approve else refund_reject
         refund = decide(

@@ -81,5 +81,5 @@ class StaffWithdrawalSerializer(serializers.ModelSerializer):
         )
 
 
-class DecisionSerializer(serializers.Serializer):
+class WithdrawalDecisionSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=255, help_text="Why: every money decision records one.")

@@ -21,7 +21,7 @@ from config.pagination import CursorPagination
 from config.schema import errors
 from wallets import selectors
 from wallets.models import WITHDRAWAL_OPEN_STATUSES, Withdrawal
-from wallets.serializers import DecisionSerializer, StaffWithdrawalSerializer
+from wallets.serializers import StaffWithdrawalSerializer, WithdrawalDecisionSerializer
 from wallets.withdrawals import withdrawal_approve, withdrawal_reject
 
 
@@ -61,13 +61,13 @@ class StaffWithdrawalDecisionView(APIView):
     approve = True
 
     @extend_schema(
-        request=DecisionSerializer,
+        request=WithdrawalDecisionSerializer,
         responses={200: StaffWithdrawalSerializer, **errors(400, 401, 403, 404, 409)},
         tags=["staff"],
         summary="Decide a withdrawal",
     )
     def post(self, request: Request, withdrawal_id: str) -> Response:
-        serializer = DecisionSerializer(data=request.data)
+        serializer = WithdrawalDecisionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         decide = withdrawal_approve if self.approve else withdrawal_reject
         withdrawal = decide(
