@@ -264,6 +264,7 @@ SPECTACULAR_SETTINGS = {
         "RefundStatusEnum": "payments.models.RefundStatus",
         "DepositStatusEnum": "wallets.models.DepositStatus",
         "WithdrawalStatusEnum": "wallets.models.WithdrawalStatus",
+        "GoodsStatusEnum": "orders.models.GoodsStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
