@@ -290,12 +290,41 @@ MAXIMUM_ORDER_QUANTITY = env.int("MAXIMUM_ORDER_QUANTITY", default=100)
 ORDER_RESERVATION_MINUTES = env.int("ORDER_RESERVATION_MINUTES", default=15)
 ORDER_EVENTS_URL = env.str("ORDER_EVENTS_URL", default="")
 ORDER_EVENTS_SECRET = env.str("ORDER_EVENTS_SECRET", default="")
-# Merchant webhook targets may be private addresses or use ports other than 80/443 (local receivers).
-WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=DEBUG)
 # /metrics answers only "Authorization: Bearer <METRICS_TOKEN>"; without a token, only while DEBUG is on (else 404).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Merchant webhook targets may be private addresses or use ports other than 80/443 (local receivers).
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=DEBUG)
 IDEMPOTENCY_TTL = timedelta(hours=24)
 CATALOG_CACHE_TTL = env.int("CATALOG_CACHE_TTL", default=60)
+
+# --- email ------------------------------------------------------------------
+
+# consolemail:// prints each message (the demo); smtp+tls://user:pass@host:587; filemail:///path writes files there.
+EMAIL_URL = env.str("EMAIL_URL", default="consolemail://")
+_email = env.email_url_config(EMAIL_URL)
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST") or "localhost"
+EMAIL_PORT = _email.get("EMAIL_PORT") or 25
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS"))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL"))
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+if EMAIL_URL.startswith("filemail:"):
+    # django-environ drops the path's leading slash: filemail:///var/mail is /var/mail.
+    EMAIL_FILE_PATH = "/" + EMAIL_URL.split("://", 1)[1].lstrip("/")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Payments <no-reply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Where the platform is reached from outside: the links in emails (download links) start with it.
+PUBLIC_URL = env.str("PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+# --- product files -----------------------------------------------------------
+
+MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(VAR_DIR / "media"))
+MEDIA_URL = "media/"  # never served as such: files go out through GET downloads/{token}
+MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=100 * 1024 * 1024)
+# Uploads above this are spooled to a temporary file, never held in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 # --- Stripe / dj-stripe -----------------------------------------------------
 
@@ -357,35 +386,6 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=256
 # (/stripe/webhook/<uuid>/, as the contract gives it) keep theirs.
 APPEND_SLASH = True
 
-# --- email ------------------------------------------------------------------
-
-# consolemail:// prints each message (the demo); smtp+tls://user:pass@host:587; filemail:///path writes files there.
-EMAIL_URL = env.str("EMAIL_URL", default="consolemail://")
-_email = env.email_url_config(EMAIL_URL)
-EMAIL_BACKEND = _email["EMAIL_BACKEND"]
-EMAIL_HOST = _email.get("EMAIL_HOST") or "localhost"
-EMAIL_PORT = _email.get("EMAIL_PORT") or 25
-EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER") or ""
-EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD") or ""
-EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS"))
-EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL"))
-EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
-if EMAIL_URL.startswith("filemail:"):
-    # django-environ drops the path's leading slash: filemail:///var/mail is /var/mail.
-    EMAIL_FILE_PATH = "/" + EMAIL_URL.split("://", 1)[1].lstrip("/")
-DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Payments <no-reply@localhost>")
-SERVER_EMAIL = DEFAULT_FROM_EMAIL
-# Where the platform is reached from outside: the links in emails (download links) start with it.
-PUBLIC_URL = env.str("PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
-
-# --- product files -----------------------------------------------------------
-
-MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(VAR_DIR / "media"))
-MEDIA_URL = "media/"  # never served as such: files go out through GET downloads/{token}
-MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=100 * 1024 * 1024)
-# Uploads above this are spooled to a temporary file, never held in memory.
-FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
-
 SILENCED_SYSTEM_CHECKS: list[str] = []
 if STRIPE_API_BASE:
     # djstripe.W002 warns that STRIPE_API_HOST points away from Stripe: that
@@ -431,3 +431,9 @@ LOGGING = {
         "stripe": {"level": "WARNING"},
     },
 }
+
+# --- error reporting (on only when SENTRY_DSN is set) ------------------------
+
+from config.sentry import sentry_init  # noqa: E402
+
+sentry_init(env)
