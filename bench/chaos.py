@@ -96,6 +96,10 @@ def chaos(bench: Any) -> dict[str, Any]:
             account_id=wallet_id_for(user_id=buyer.pk, role=buyer.role), amount=10**7, reason="chaos", actor=None
         )
 
+    from django.utils import timezone
+
+    # chaos judges only its own window: what earlier scenarios left in the bench database is theirs.
+    window_start = timezone.now()
     proxy = FaultProxy("127.0.0.1", stack.stripe_port, delay_seconds=3.0).start()
     env = {
         **stack.env(),
@@ -202,18 +206,35 @@ def chaos(bench: Any) -> dict[str, Any]:
             _killpg(proc, signal.SIGKILL)
 
     check = {**stack.env(), "STRIPE_RECONCILE_AFTER_SECONDS": "0"}
-    today = time.strftime("%Y-%m-%d", time.gmtime())
-    reconciled = subprocess.run([PYTHON, "manage.py", "reconcile", "--since", today], cwd=ROOT, env=check,
+    since = window_start.isoformat()
+    reconciled = subprocess.run([PYTHON, "manage.py", "reconcile", "--since", since], cwd=ROOT, env=check,
                                 capture_output=True, timeout=300, check=False)  # fmt: skip
     verified = subprocess.run([PYTHON, "manage.py", "ledger_verify"], cwd=ROOT, env=check,
                               capture_output=True, timeout=300, check=False)  # fmt: skip
     intents = _intents(stack.stripe_base, settings.STRIPE_SECRET_KEY)
+    window = Payment.objects.filter(created_at__gte=window_start)
+    window_ids = set(window.values_list("id", flat=True))
+    known_ids = set(Payment.objects.values_list("id", flat=True))
+    start_stamp = int(window_start.timestamp())
+
+    def in_window(intent: dict[str, Any]) -> bool:  # ours by metadata, or an orphan created in the window
+        payment_id = (intent.get("metadata") or {}).get("payment_id")
+        return payment_id in window_ids or (
+            payment_id not in known_ids and int(intent.get("created") or 0) >= start_stamp
+        )
+
     charging = [
-        i for i in intents if i["status"] not in ("requires_confirmation", "requires_payment_method", "canceled")
+        i
+        for i in intents
+        if in_window(i) and i["status"] not in ("requires_confirmation", "requires_payment_method", "canceled")
     ]
-    live = Payment.objects.filter(method="card", status__in=("succeeded", "processing", "requires_action")).count()
-    per_order = Counter(Payment.objects.filter(kind="order").values_list("id", flat=True))
-    orders = Order.objects.count()
+    live = window.filter(method="card", status__in=("succeeded", "processing", "requires_action")).count()
+    window_orders = Order.objects.filter(created_at__gte=window_start)
+    order_of = dict(window_orders.filter(payment__isnull=False).values_list("payment_id", "id"))
+    per_order = Counter(
+        order_of[pid] for i in charging if (pid := (i.get("metadata") or {}).get("payment_id")) in order_of
+    )
+    orders = window_orders.count()
     unexpected = {k: v for k, v in statuses.items() if k.split()[-1].isdigit() and int(k.split()[-1]) >= 500
                   and int(k.split()[-1]) not in (502, 503)}  # fmt: skip
     total = sum(v for k, v in statuses.items() if k.split()[-1].isdigit())
