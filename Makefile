@@ -7,7 +7,7 @@ PORT ?= 8420
 WEB_PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck fake-stripe bench bench-quick embedded-stop clean
+.PHONY: install demo test lint typecheck fake-stripe bench bench-quick bench-chaos embedded-stop clean
 
 $(STAMP): requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -40,6 +40,10 @@ bench: install
 
 bench-quick: install
 	$(PY) -m bench --quick
+
+# The chaos scenario (issue 15): faults injected into Stripe calls and a worker killed, then the invariants.
+bench-chaos: install
+	$(PY) -m bench --only chaos
 
 # Stops the embedded PostgreSQL and Redis under var/ if a bare manage.py command started them.
 embedded-stop: install
