@@ -270,3 +270,23 @@ class Goods(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.pk} ({self.status})"
+
+
+class ReceiptDue(models.Model):
+    """The outbox of receipts: a paid order whose receipt is still to go out (``orders.services.notices``).
+
+    Written in the transaction that pays the order, so a receipt survives any crash after the commit;
+    the drain (``receipts_send_due``) takes rows in batches, sends each receipt at most once through
+    ``accounts.mail`` and deletes the row. ``claimed_at`` marks a row a drain is working on; a row
+    claimed longer ago than the mail claim's staleness (a killed worker) is taken again.
+    """
+
+    order = models.OneToOneField(Order, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    due_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["due_at"], name="receipt_due_oldest")]
+
+    def __str__(self) -> str:
+        return f"receipt due for {self.order_id}"
