@@ -19,7 +19,13 @@ class GoodsSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=GoodsType.choices)
     value = serializers.CharField(allow_null=True, help_text="The text, code or licence key; null for a download.")
     url = serializers.URLField(
-        allow_null=True, help_text="A download's link, shown only where it was made (order, new link, receipt)."
+        allow_null=True,
+        help_text="A download's live link (GET it for the file); null once it expired, was used up or revoked.",
+    )
+    refresh = serializers.URLField(
+        allow_null=True,
+        help_text="Where to POST for a fresh link (the previous one stops) while the download is active with "
+        "downloads left; null otherwise and for every other type.",
     )
     expires_at = serializers.DateTimeField(allow_null=True)
     downloads_left = serializers.IntegerField(allow_null=True)
@@ -41,7 +47,7 @@ class LibraryItemSerializer(GoodsSerializer):
 
 
 def order_goods(order: Order) -> list[dict[str, Any]]:
-    """A paid order's goods: the ones its purchase just made (with their links), else as stored."""
+    """A paid order's goods: the ones its purchase just made, else as stored (with their live links)."""
     fresh = getattr(order, "fresh_goods", None)
     tokens: dict[str, str] = getattr(order, "download_tokens", {})
     items = fresh if fresh is not None else sorted(order.goods.all(), key=lambda goods: goods.pk)

@@ -4,16 +4,18 @@ dispute, download links issued and counted, licence keys checked. Locks: the goo
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from accounts.models import User
 from catalog.locks import codes_revoke
@@ -53,8 +55,38 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TOKEN_SALT = "orders.goods.download_token"
+
+
+def download_token(*, goods_id: str, expires_at: datetime) -> str:
+    """The download token of a link: an HMAC (``SECRET_KEY``) of the goods id and the link's expiry.
+
+    Only its sha256 is stored, so the database alone never yields a link, while the platform can show the
+    buyer's live link again (library, order) without keeping it; a new link has a new expiry, so a new token.
+    """
+    micros = (expires_at - _EPOCH) // timedelta(microseconds=1)
+    digest = salted_hmac(_TOKEN_SALT, f"{goods_id}:{micros}", algorithm="sha256").digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
 def download_path(token: str) -> str:
     return f"/api/v1/downloads/{token}"
+
+
+def library_link_path(goods_id: str) -> str:
+    return f"/api/v1/library/{goods_id}/link"
+
+
+def download_token_live(goods: Goods, *, now: datetime | None = None) -> str | None:
+    """The token of the item's link while it works (active, not expired, downloads left); None otherwise, or
+    when the stored hash is not this token's (a link made under an earlier ``SECRET_KEY``: refresh it)."""
+    if goods.type != GoodsType.DOWNLOAD or goods.status != GoodsStatus.ACTIVE or not goods.token_hash:
+        return None
+    if goods.expires_at is None or goods.expires_at <= (now or timezone.now()) or not goods.downloads_left:
+        return None
+    token = download_token(goods_id=goods.pk, expires_at=goods.expires_at)
+    return token if secrets.compare_digest(token_hash(token), goods.token_hash) else None
 
 
 @dataclass(slots=True)
@@ -70,7 +102,7 @@ class NewGoods:
 
 
 def goods_plan(*, quantity: int, terms: Terms, now: datetime) -> NewGoods:
-    """Ids, values and download tokens (raw kept in memory only, sha256 stored) for ``quantity`` units."""
+    """Ids, values and download tokens (derived, never stored: their sha256 is) for ``quantity`` units."""
     ids = [new_id("gds") for _ in range(quantity)]
     values = [""] * quantity
     hashes: list[str | None] = [None] * quantity
@@ -81,11 +113,11 @@ def goods_plan(*, quantity: int, terms: Terms, now: datetime) -> NewGoods:
     elif terms.delivery == Delivery.LICENSE_KEY:
         values = [license_key_new() for _ in range(quantity)]
     elif terms.delivery == Delivery.FILE:
-        for i, goods_id in enumerate(ids):
-            tokens[goods_id] = secrets.token_urlsafe(32)
-            hashes[i] = token_hash(tokens[goods_id])
         expires_at = now + timedelta(hours=terms.download_ttl_hours)
         downloads_left = terms.download_limit
+        for i, goods_id in enumerate(ids):
+            tokens[goods_id] = download_token(goods_id=goods_id, expires_at=expires_at)
+            hashes[i] = token_hash(tokens[goods_id])
     return NewGoods(ids, values, hashes, tokens, expires_at, downloads_left)
 
 
@@ -128,13 +160,18 @@ def goods_from_plan(order: Order, terms: Terms, plan: NewGoods, codes: list[str]
 
 
 def goods_as_dict(goods: Goods, *, token: str | None = None) -> dict[str, Any]:
-    """A goods item as the API shows it; a download's ``url`` only where its token was just made."""
+    """A goods item as the API shows it. A download's ``url`` is its live link (``token`` where one was just
+    made), null once expired, used up or revoked; ``refresh`` is where the buyer POSTs for a fresh link while
+    the item is active with downloads left (null otherwise, and for every other type)."""
     download = goods.type == GoodsType.DOWNLOAD
+    live = (token or download_token_live(goods)) if download else None
+    refreshable = download and goods.status == GoodsStatus.ACTIVE and bool(goods.downloads_left)
     return {
         "id": goods.pk,
         "type": goods.type,
         "value": None if download else goods.value,
-        "url": settings.PUBLIC_URL + download_path(token) if download and token else None,
+        "url": settings.PUBLIC_URL + download_path(live) if live else None,
+        "refresh": settings.PUBLIC_URL + library_link_path(goods.pk) if refreshable else None,
         "expires_at": goods.expires_at.isoformat().replace("+00:00", "Z") if goods.expires_at else None,
         "downloads_left": goods.downloads_left,
         "status": goods.status,
@@ -175,9 +212,10 @@ def goods_of_buyer_get(*, buyer: User, goods_id: str) -> Goods:
 def goods_link_reissue(*, goods: Goods) -> tuple[Goods, str] | None:
     """A new token for an active download with downloads left (the previous link stops); None otherwise."""
     ttl = Product.objects.filter(pk=goods.product_id).values_list("download_ttl_hours", flat=True).get()
-    token = secrets.token_urlsafe(32)
+    expires_at = timezone.now() + timedelta(hours=ttl)
+    token = download_token(goods_id=goods.pk, expires_at=expires_at)
     changed = Goods.objects.filter(pk=goods.pk, status=GoodsStatus.ACTIVE, downloads_left__gt=0).update(
-        token_hash=token_hash(token), expires_at=timezone.now() + timedelta(hours=ttl)
+        token_hash=token_hash(token), expires_at=expires_at
     )
     goods.refresh_from_db()
     return (goods, token) if changed else None
