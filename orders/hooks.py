@@ -1,11 +1,11 @@
 """The hooks orders registers with payments (``PaymentKind.ORDER``): its lock, its outcomes, its refund and
-dispute facts. Called inside payments' transaction; lock order Order → Payment → Refund → Dispute → Account.
+dispute facts (a lost dispute revokes the goods). Called inside payments' transaction; lock order
+Order → Payment → Refund → Dispute → Account.
 """
 
 from __future__ import annotations
 
 from django.db.models import Sum
-from django.db.models.signals import post_save
 
 from accounts.models import Role, User
 from config.errors import InvalidStatus, NotFound, PermissionDeniedError
@@ -16,7 +16,7 @@ from orders.services.goods import goods_revoke
 from orders.services.outcomes import order_on_payment_changed, order_on_refund
 from payments import hooks
 from payments.hooks import DisputeTerms, PaymentHooks, RefundHooks, payer_dispute_terms
-from payments.models import Dispute, DisputeStatus, Payment, PaymentKind, PaymentMethodType, Refund, RefundStatus
+from payments.models import Payment, PaymentKind, PaymentMethodType, Refund, RefundStatus
 from wallets.availability import income_release_locked
 from wallets.ledger import Leg, platform_account_id, wallet_id_for
 from wallets.models import AccountKind
@@ -102,10 +102,17 @@ def _refund_settled(order: Order, payment: Payment) -> None:
     order_on_refund(order=order, payment=payment)
 
 
+def _dispute_lost(payment: Payment, order: Order | None) -> None:
+    """A lost dispute takes the goods back as a full refund does (the same service); order and payment locked."""
+    if order is not None:
+        goods_revoke(order=order)
+
+
 ORDER_PAYMENT_HOOKS: PaymentHooks[Order] = PaymentHooks(
     lock_owner=_lock_owner,
     payment_changed=_payment_changed,
     dispute_terms=_dispute_terms,
+    dispute_lost=_dispute_lost,
     refunds=RefundHooks(
         find=_find,
         check_refunder=_check_refunder,
@@ -117,17 +124,6 @@ ORDER_PAYMENT_HOOKS: PaymentHooks[Order] = PaymentHooks(
 )
 
 
-def _dispute_saved(sender: type[Dispute], instance: Dispute, **kwargs: object) -> None:
-    """A lost dispute revokes the order's goods. payments saves the dispute lost inside its transaction, with
-    the order locked (its lock order starts there); payments has no dispute-outcome hook, so orders listens."""
-    if instance.status != DisputeStatus.LOST:
-        return
-    order = Order.objects.filter(payment_id=instance.payment_id).first()
-    if order is not None:
-        goods_revoke(order=order)
-
-
 def register() -> None:
     """Called from ``OrdersConfig.ready()``."""
     hooks.register(PaymentKind.ORDER, ORDER_PAYMENT_HOOKS)
-    post_save.connect(_dispute_saved, sender=Dispute, dispatch_uid="orders.dispute_lost_revokes_goods")

@@ -53,6 +53,9 @@ class PaymentHooks(Generic[OwnerT]):
     payment_changed: Callable[[Payment, OwnerT | None], None]
     dispute_terms: Callable[[Payment, OwnerT | None], DisputeTerms]
     refunds: RefundHooks[OwnerT] | None = None  # None: payments of this kind are never refunded
+    # A dispute on the payment was lost: called once per dispute, by the service that resolves it, with the
+    # owner and the payment locked, in its transaction (an order revokes its goods). None: nothing to do.
+    dispute_lost: Callable[[Payment, OwnerT | None], None] | None = None
 
 
 _registry: dict[PaymentKind, PaymentHooks[Any]] = {}

@@ -70,7 +70,8 @@ def dispute_resolve(*, dispute_id: str, outcome: str, actor: User | None) -> Dis
 
     Lost: the amount leaves through card clearing, paid by what was held, the
     platform fee of the order (``DisputeTerms.fee``) and, for any shortfall, the platform's
-    adjustments account. Audited. Locks: Order → Payment → Dispute → wallet account.
+    adjustments account; the owner's ``dispute_lost`` hook then runs (an order's goods are revoked).
+    Audited. Locks: Order → Payment → Dispute → wallet account.
     """
 
     if actor is not None:  # None: Stripe closed it (its event); a person must be allowed to
@@ -124,6 +125,8 @@ def dispute_resolve(*, dispute_id: str, outcome: str, actor: User | None) -> Dis
         dispute.resolved_by = actor
         dispute.resolved_at = timezone.now()
         dispute.save(update_fields=["status", "resolved_by", "resolved_at"])
+        if outcome == DisputeStatus.LOST and hooks.dispute_lost is not None:
+            hooks.dispute_lost(payment, owner)  # only an open dispute gets here: once per dispute
         audit_record(
             actor=actor,
             action=f"dispute.{outcome}",
