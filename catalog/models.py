@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from catalog.storage import product_file_storage
 from config.ids import PublicIdField
 
 
@@ -112,7 +113,7 @@ class ProductFile(models.Model):
     """The one file a ``file`` product sells (Django's storage API: ``MEDIA_ROOT`` or a configured backend)."""
 
     product = models.OneToOneField(Product, on_delete=models.PROTECT, primary_key=True, related_name="file")
-    file = models.FileField(upload_to=product_file_path, max_length=500)
+    file = models.FileField(upload_to=product_file_path, max_length=500, storage=product_file_storage)
     name = models.CharField(max_length=255)
     size = models.BigIntegerField()
     sha256 = models.CharField(max_length=64)

@@ -322,6 +322,32 @@ PUBLIC_URL = env.str("PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(VAR_DIR / "media"))
 MEDIA_URL = "media/"  # never served as such: files go out through GET downloads/{token}
+# Where product files are kept (STORAGES["product_files"], docs/goods.md): "local" (MEDIA_ROOT), "s3" (a
+# private bucket, credentials from the environment or boto3's own chain), or a Django storage class path.
+PRODUCT_FILE_STORAGE = env.str("PRODUCT_FILE_STORAGE", default="local")
+if PRODUCT_FILE_STORAGE == "local":
+    _product_files: dict[str, object] = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+elif PRODUCT_FILE_STORAGE == "s3":
+    _s3_options: dict[str, object] = {
+        "bucket_name": env.str("PRODUCT_FILE_S3_BUCKET"),
+        "endpoint_url": env.str("PRODUCT_FILE_S3_ENDPOINT_URL", default="") or None,
+        "region_name": env.str("PRODUCT_FILE_S3_REGION", default="") or None,
+        "location": env.str("PRODUCT_FILE_S3_PREFIX", default=""),
+        "querystring_auth": True,  # url() signs: downloads redirect to a URL good for 60 s
+        "file_overwrite": False,
+    }
+    _s3_keys = {
+        "access_key": env.str("PRODUCT_FILE_S3_ACCESS_KEY_ID", default=""),
+        "secret_key": env.str("PRODUCT_FILE_S3_SECRET_ACCESS_KEY", default=""),
+    }
+    _s3_options.update({option: value for option, value in _s3_keys.items() if value})  # else boto3's chain
+    _product_files = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": _s3_options}
+elif "." in PRODUCT_FILE_STORAGE:
+    _product_files = {"BACKEND": PRODUCT_FILE_STORAGE}
+else:
+    raise ImproperlyConfigured(
+        f"PRODUCT_FILE_STORAGE must be local, s3 or a storage class path, not {PRODUCT_FILE_STORAGE!r}"
+    )
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=100 * 1024 * 1024)
 # Uploads above this are spooled to a temporary file, never held in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
@@ -372,6 +398,7 @@ STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "product_files": _product_files,  # catalog.storage
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG or TESTING

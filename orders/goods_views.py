@@ -1,15 +1,16 @@
 """The goods API: the buyer's library and fresh download links, the download itself, the licence check.
 
-A download is served by whoever holds its link (the token is the secret), streamed, never read into memory.
+A download is served by whoever holds its link (the token is the secret): streamed from local storage, never
+read into memory, or redirected to a signed URL good for a minute where the storage makes one (S3).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponseBase, HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
@@ -17,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.request import signed_in_user
+from catalog.storage import signed_download_url
 from config.schema import errors
 from config.throttling import ScaledRateThrottle
 from orders.goods_selectors import goods_of_buyer
@@ -71,14 +73,27 @@ class DownloadView(APIView):
     permission_classes = (AllowAny,)
 
     @extend_schema(
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **errors(404, 410)},
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            302: OpenApiResponse(description="A remote storage's signed URL for the file, good for 60 s"),
+            **errors(404, 410),
+        },
         tags=["goods"],
         summary="Download the file (the token in the link is the credential)",
         auth=[],
     )
-    def get(self, request: Request, token: str) -> FileResponse:
+    def get(self, request: Request, token: str) -> HttpResponseBase:
         started = download_start(token=token)
-        handle = started.file.file.open("rb")  # the storage's file, read in blocks by the server
+        stored = started.file.file
+        signed = signed_download_url(
+            stored.storage, stored.name or "", filename=started.file.name, content_type=started.file.content_type
+        )
+        if signed is not None:  # a remote backend serves the bytes itself; this worker only counts
+            redirect = HttpResponseRedirect(signed)
+            redirect["Cache-Control"] = "private, no-store"
+            redirect["Referrer-Policy"] = "no-referrer"
+            return redirect
+        handle = stored.open("rb")  # the storage's file, read in blocks by the server
         response = FileResponse(
             handle, as_attachment=True, filename=started.file.name, content_type=started.file.content_type
         )
