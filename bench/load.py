@@ -1,9 +1,14 @@
-"""The HTTP load generator: asyncio + aiohttp, in worker processes of its own.
+"""The HTTP load generators: ``wrk`` when it is installed, else asyncio + aiohttp in worker processes.
 
-It imports nothing from Django, so a worker process costs only aiohttp. Each
-worker cycles through its share of prepared requests with a fixed number of
-connections in flight, until the time or the count bound is reached, and
-hands back one compact record per request.
+``run_load`` sends the prepared requests either way and hands back one compact record per
+request; ``LoadResult.generator`` says which generator ran. ``BENCH_LOAD_GENERATOR`` chooses:
+``auto`` (the default: wrk when it is on the PATH), ``wrk`` or ``python``.
+
+The compiled one (``bench.wrk``, Debian's wrk with ``bench/wrk/load.lua``) costs a few
+microseconds of CPU per request. The Python one imports nothing from Django, so a worker process
+costs only aiohttp, but it takes a fraction of a millisecond per request from the cores the
+server runs on. Each of its workers cycles through its share of the prepared requests with a
+fixed number of connections in flight, until the time or the count bound is reached.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from bench.wrk import run_wrk, wrk_binary
 
 QUERY_HEADER = "X-Bench-Queries"
 
@@ -44,8 +51,10 @@ class LoadResult:
     records: list[Record]
     wall: float
     worker_cpu: float  # CPU seconds the generator processes used
-    workers: int
-    concurrency: int
+    workers: int  # generator processes
+    concurrency: int  # connections in flight
+    generator: str = "python"  # "python" (aiohttp workers) or "wrk"
+    details: dict[str, Any] = field(default_factory=dict)  # the generator's own figures (wrk's)
 
 
 def _cpu_seconds() -> float:
@@ -135,6 +144,19 @@ def _worker_main(args: tuple[Any, ...], conn: Any) -> None:
     conn.close()
 
 
+GENERATORS = ("auto", "wrk", "python")
+
+
+def chosen_generator() -> str:
+    """``wrk`` or ``python``, from ``BENCH_LOAD_GENERATOR`` (``auto``: wrk when it is installed)."""
+    wanted = os.environ.get("BENCH_LOAD_GENERATOR", "auto") or "auto"
+    if wanted not in GENERATORS:
+        raise ValueError(f"BENCH_LOAD_GENERATOR={wanted!r}: choose one of {', '.join(GENERATORS)}")
+    if wanted == "auto":
+        return "wrk" if wrk_binary() else "python"
+    return wanted
+
+
 def run_load(
     base_url: str,
     requests: list[Req],
@@ -146,14 +168,62 @@ def run_load(
     idempotency_prefix: str | None = None,
     timeout: float = 30.0,
 ) -> LoadResult:
-    """Runs ``requests`` (cycled) against ``base_url`` from ``workers`` processes.
+    """Runs ``requests`` (cycled) against ``base_url``, with wrk or the Python generator (``chosen_generator``).
 
-    ``concurrency`` connections in flight in total, split among the workers;
-    stops after ``duration`` seconds or ``max_requests`` requests, whichever
-    comes first. Worker ``w`` takes the requests ``w, w + workers, …``.
+    ``concurrency`` connections in flight in total; stops after ``duration`` seconds or
+    ``max_requests`` requests, whichever comes first, and counts every request sent. POSTs get
+    an ``Idempotency-Key`` of their own when ``idempotency_prefix`` is given.
+
+    ``workers`` is the Python generator's process count (worker ``w`` takes the requests
+    ``w, w + workers, …``); wrk runs one process with ``BENCH_WRK_THREADS`` event-loop threads
+    (default 1, which keeps up with this server many times over).
     """
     if not requests:
         raise ValueError("no requests to send")
+    if chosen_generator() == "wrk":
+        run = run_wrk(
+            base_url,
+            requests,
+            concurrency=concurrency,
+            duration=duration,
+            max_requests=max_requests,
+            threads=int(os.environ.get("BENCH_WRK_THREADS", "1")),
+            idempotency_prefix=idempotency_prefix,
+            timeout=timeout,
+            query_header=QUERY_HEADER,
+        )
+        return LoadResult(
+            records=[Record(*row) for row in run.rows],
+            wall=run.wall,
+            worker_cpu=run.cpu_seconds,
+            workers=1,
+            concurrency=concurrency,
+            generator="wrk",
+            details=run.details,
+        )
+    return _run_python(
+        base_url,
+        requests,
+        concurrency=concurrency,
+        duration=duration,
+        max_requests=max_requests,
+        workers=workers,
+        idempotency_prefix=idempotency_prefix,
+        timeout=timeout,
+    )
+
+
+def _run_python(
+    base_url: str,
+    requests: list[Req],
+    *,
+    concurrency: int,
+    duration: float,
+    max_requests: int,
+    workers: int,
+    idempotency_prefix: str | None,
+    timeout: float,
+) -> LoadResult:
     workers = max(1, min(workers, concurrency))
     ctx = multiprocessing.get_context("spawn")
     start_at = time.time() + 0.5 + 0.3 * workers
@@ -186,4 +256,6 @@ def run_load(
         for ended, latency, status, queries, code, index in raw:
             records.append(Record(ended, latency, status, queries, code, index))
             wall = max(wall, ended)
-    return LoadResult(records=records, wall=wall, worker_cpu=cpu, workers=workers, concurrency=concurrency)
+    return LoadResult(
+        records=records, wall=wall, worker_cpu=cpu, workers=len(procs), concurrency=concurrency, generator="python"
+    )

@@ -51,11 +51,13 @@ def summarize(records: list[Record], wall: float, *, ok_statuses: tuple[int, ...
 def summarize_load(result: LoadResult, **kwargs: Any) -> dict[str, Any]:
     figures = summarize(result.records, result.wall, **kwargs)
     figures["generator"] = {
+        "name": result.generator,
         "processes": result.workers,
         "connections": result.concurrency,
         "cpu_seconds": round(result.worker_cpu, 2),
         # Share of one core the generator used on average: near 1.0 per process means it was the bottleneck.
         "cores_used": round(result.worker_cpu / (result.wall or 1e-9), 2),
+        **result.details,
     }
     return figures
 
