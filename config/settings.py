@@ -174,6 +174,8 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-daily": {"task": "payments.tasks.reconcile_daily", "schedule": crontab(hour=3, minute=41)},
     "purge-idempotency-keys": {"task": "config.tasks.purge_idempotency_keys", "schedule": crontab(minute=17)},
     "release-merchant-income": {"task": "wallets.tasks.income_release_due", "schedule": 600.0},
+    # The receipts' outbox: a kick after each paying commit queues the drain; this catches a lost kick.
+    "send-due-receipts": {"task": "orders.tasks.receipts_send_due", "schedule": 60.0},
 }
 
 # --- auth -------------------------------------------------------------------
@@ -288,6 +290,8 @@ MERCHANT_AVAILABILITY_DAYS = env.int("MERCHANT_AVAILABILITY_DAYS", default=0)
 DEPOSIT_COOLING_OFF_HOURS = env.int("DEPOSIT_COOLING_OFF_HOURS", default=0)
 MAXIMUM_ORDER_QUANTITY = env.int("MAXIMUM_ORDER_QUANTITY", default=100)
 ORDER_RESERVATION_MINUTES = env.int("ORDER_RESERVATION_MINUTES", default=15)
+# Receipts due are sent by one drain per this many seconds and process (orders.services.notices); 0: at once.
+RECEIPT_BATCH_SECONDS = env.float("RECEIPT_BATCH_SECONDS", default=1.0)
 ORDER_EVENTS_URL = env.str("ORDER_EVENTS_URL", default="")
 ORDER_EVENTS_SECRET = env.str("ORDER_EVENTS_SECRET", default="")
 # /metrics answers only "Authorization: Bearer <METRICS_TOKEN>"; without a token, only while DEBUG is on (else 404).

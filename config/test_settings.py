@@ -22,3 +22,4 @@ LOGGING["root"]["level"] = os.environ.get("LOG_LEVEL", "WARNING")  # type: ignor
 # tests that need a real worker start one against the real broker themselves.
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_BROKER_URL = "memory://"
+RECEIPT_BATCH_SECONDS = 0.0  # eager tasks: every paying commit sends its receipt at once

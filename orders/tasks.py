@@ -57,9 +57,16 @@ def deliveries_retry_due() -> int:
     return len(due)
 
 
+@shared_task(name="orders.tasks.receipts_send_due", autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def receipts_send_due() -> int:
+    """The receipts' drain: queued after commits that paid orders (at most one per process per
+    RECEIPT_BATCH_SECONDS) and by beat every minute; sends every receipt due, each at most once."""
+    return notices.receipts_send_due()
+
+
 @shared_task(name="orders.tasks.order_receipt_send", autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
 def order_receipt_send(order_id: str) -> bool:
-    """After a paid order commits: the buyer's receipt, at most once however often this runs."""
+    """One order's receipt now, at most once however often this runs (the drain sends them in batches)."""
     return notices.receipt_send(order_id=order_id)
 
 

@@ -18,7 +18,7 @@ from config.errors import InvalidStatus
 from orders.models import ORDER_TRANSITIONS, Order, OrderEventType, OrderStatus
 from orders.services.events import event_record
 from orders.services.goods import goods_issue, goods_revoke
-from orders.services.notices import receipt_send_on_commit, refund_notice_on_commit
+from orders.services.notices import receipt_due, refund_notice_on_commit
 from orders.services.terms import purchase_key, purchase_legs, terms_of_product
 from payments.models import Payment, PaymentStatus, Refund, RefundStatus
 from wallets.availability import card_sale_legs
@@ -97,7 +97,7 @@ def _order_mark_paid(order: Order, payment: Payment) -> None:
     )
     goods_issue(order=order, terms=terms)
     event_record(order, OrderEventType.PAID)
-    receipt_send_on_commit(order.pk)
+    receipt_due(order.pk)
 
 
 def _order_paid_late(order: Order, payment: Payment) -> None:

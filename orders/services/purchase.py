@@ -25,7 +25,7 @@ from orders.models import Order, OrderEvent, OrderEventType, OrderStatus, Webhoo
 from orders.services.cancel import order_close_pending, payment_intent_cancel
 from orders.services.events import event_build, event_dispatch_on_commit
 from orders.services.goods import NewGoods, goods_from_plan, goods_insert_sql, goods_plan
-from orders.services.notices import receipt_send_on_commit
+from orders.services.notices import receipt_due_sql, receipts_kick
 from orders.services.terms import (
     NoStock,
     StaleTerms,
@@ -124,7 +124,7 @@ def _wallet_purchase(*, buyer: User, product_id: str, quantity: int, terms: Term
     order.fresh_goods = goods_from_plan(order, terms, goods, codes)  # type: ignore[attr-defined]
     order.download_tokens = goods.tokens  # type: ignore[attr-defined]
     event_dispatch_on_commit(event)
-    receipt_send_on_commit(order.pk)
+    transaction.on_commit(receipts_kick)  # the statement made the receipt due
     metrics.count_wallet_purchase_on_commit()
     return order
 
@@ -178,6 +178,9 @@ def _wallet_purchase_statement(
     goods_sql, goods_params = goods_insert_sql(order, terms, goods, codes=codes)
     ctes.append(f"purchase_goods AS ({goods_sql})")
     params += goods_params
+    receipt_sql, receipt_params = receipt_due_sql(order.pk, order.created_at)
+    ctes.append(f"purchase_receipt AS ({receipt_sql})")
+    params += receipt_params
     # The event goes out undispatched (its fan-out queued after commit) only if the merchant has a live endpoint.
     subscribed = (
         ("%s", [None]) if settings.ORDER_EVENTS_URL else (_UNLESS_SUBSCRIBED, [order.merchant_id, event.created_at])

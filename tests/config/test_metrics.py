@@ -92,8 +92,8 @@ def test_each_event_when_committed_then_its_counter_moves_by_exactly_one(
         "platform_out_of_stock_total{}": 1,
         "platform_stripe_events_total{state=received}": 2,
         "platform_stripe_events_total{state=duplicate}": 1,
-        # the receipt of the wallet order and the notice of its refund, one task run each
-        "platform_celery_tasks_total{outcome=succeeded,task=orders.tasks.order_receipt_send}": 1,
+        # the receipts' drain after the wallet order, and the notice of its refund: one task run each
+        "platform_celery_tasks_total{outcome=succeeded,task=orders.tasks.receipts_send_due}": 1,
         "platform_celery_tasks_total{outcome=succeeded,task=orders.tasks.order_refund_notice_send}": 1,
     }
 
