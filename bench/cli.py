@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.pgbouncer import PgBouncer
-from bench.report import table, write_json
-from bench.stack import ROOT, Stack
+from bench.report import apply_targets, table, write_json
+from bench.stack import ROOT, Stack, migrations_fingerprint
 from config import gunicorn as production
 
-FULL_BUDGET_S = 570
+# A hard stop. The growth scenarios (100,000 requests for memory_growth, the concurrency sweep, the deep pages
+# and ledger_verify over 10 million postings) add about five minutes to the earlier ~5; their data set's
+# one-time build is outside it, like the template's.
+FULL_BUDGET_S = 900
 QUICK_BUDGET_S = 300  # a hard stop; the 2-minute target is reported, not enforced
 QUICK_TARGET_S = 120
 
@@ -42,6 +45,9 @@ ORDER = (
 # run, its reconcile still finds mismatches it cannot explain (issue 15's note), so it is not part of
 # the default run until that is found.
 OPT_IN = ("chaos",)
+# How cost grows with the work (issue 18 item 4; bench.growth, bench.memory): after the others, in the default run.
+GROWTH = ("purchase_concurrency", "ledger_verify_10m", "cursor_pages", "memory_growth")
+DEFAULT = (*ORDER, *GROWTH)
 
 
 def _machine() -> dict[str, Any]:
@@ -146,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--output", type=Path, help="JSON file (default bench/results.json, --quick: results-quick.json)"
     )
-    parser.add_argument("--only", nargs="*", choices=(*ORDER, *OPT_IN), help="run only these scenarios")
+    parser.add_argument("--only", nargs="*", choices=(*DEFAULT, *OPT_IN), help="run only these scenarios")
     # By default the server runs as config/gunicorn.py sizes it for this machine.
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", production.workers)))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_WEB_THREADS", production.threads)))
@@ -157,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     output = args.output or (ROOT / "bench" / ("results-quick.json" if args.quick else "results.json"))
-    wanted = set(args.only or ORDER)
+    wanted = set(args.only or DEFAULT)
 
     nice = int(os.environ.get("BENCH_NICE", "0"))
     if nice:
@@ -176,29 +182,47 @@ def main(argv: list[str] | None = None) -> int:
     }
     problems: list[str] = []
     bouncer: PgBouncer | None = None
+    targets: dict[str, Any] | None = None
     try:
         results["versions"] = _versions(stack)
         results["settings"] = _settings(stack, args)
         print(f"bench: preparing database {stack.db_name} and Redis {stack.redis}", flush=True)
         # Building the migrated template (first run per migration set) is not part of the budget.
+        fingerprint = migrations_fingerprint()
         stack.prepare_database()
         if args.pgbouncer:
             bouncer = PgBouncer(stack.db_url, pool_mode=args.pgbouncer).start()
             stack.server_db_url = bouncer.url_for(stack.db_url)
             results["settings"]["pgbouncer"] = {"pool_mode": args.pgbouncer, "pool_size": bouncer.pool_size}
-        signal.alarm(QUICK_BUDGET_S if args.quick else FULL_BUDGET_S)
-        stack.flush_redis()
         os.environ.update(stack.env())
         import django
 
         django.setup()
+        growth_db, growth_steps = None, None
+        if wanted & {"cursor_pages", "ledger_verify_10m"}:
+            from bench.growth import growth_database
+
+            # Built once per migration set and kept, like the template: not part of the budget either.
+            growth_db, stack.timings["growth_database_build_s"], growth_steps = growth_database(
+                stack, args.quick, fingerprint
+            )
+        signal.alarm(QUICK_BUDGET_S if args.quick else FULL_BUDGET_S)
+        stack.flush_redis()
         from bench import scenarios as sc
+
+        targets = sc.TARGETS
 
         have_stripe = stack.start_fake_stripe()
         webhook_path = stack.setup_stripe() if have_stripe else None
         stack.start_web()
         stack.start_celery()
-        results["setup"] = {**stack.timings, "fake_stripe": have_stripe, "webhook_path": webhook_path}
+        results["setup"] = {
+            **stack.timings,
+            "fake_stripe": have_stripe,
+            "webhook_path": webhook_path,
+            "growth_database": growth_db,
+            "growth_database_build_steps_s": growth_steps,
+        }
         print(f"bench: server up at {stack.base_url} ({stack.workers} workers x {stack.threads} threads)", flush=True)
         bench = sc.Bench(stack=stack, quick=args.quick, results=results, problems=problems, webhook_path=webhook_path)
 
@@ -228,7 +252,15 @@ def main(argv: list[str] | None = None) -> int:
 
         run("baseline_sql_hot_row", sc.baseline_sql_hot_row)
         run("baseline_django_ping", sc.baseline_django_ping)
-        if wanted & {"catalog_read", "purchase_spread", "purchase_codes", "card_purchase", "webhook_ingest"}:
+        if wanted & {
+            "catalog_read",
+            "purchase_spread",
+            "purchase_codes",
+            "card_purchase",
+            "webhook_ingest",
+            "purchase_concurrency",
+            "memory_growth",
+        }:
             catalog = sc.seed_catalog(bench)
         run("catalog_read", sc.catalog_read, catalog)
         run("purchase_spread", sc.purchase_spread, catalog)
@@ -240,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         run("card_purchase", sc.card_purchase, catalog)
         run("webhook_ingest", sc.webhook_ingest, catalog)
         run("ledger_verify_1m", sc.ledger_verify_1m)
+        run("ledger_verify_10m", sc.ledger_verify_10m)
+        run("purchase_concurrency", sc.purchase_concurrency, catalog)
+        run("cursor_pages", sc.cursor_pages)
+        run("memory_growth", sc.memory_growth, catalog)
         if "chaos" in wanted:  # last: it kills a worker of its own and leaves faults behind in Stripe's state
             from bench.chaos import chaos
 
@@ -255,13 +291,16 @@ def main(argv: list[str] | None = None) -> int:
         if bouncer is not None:
             bouncer.stop()
 
-    for name in (*ORDER, *OPT_IN):
+    for name in (*DEFAULT, *OPT_IN):
         if name in wanted:
             results["scenarios"].setdefault(name, {"status": "not run", "reason": "the run stopped before it"})
+    if targets is not None:
+        apply_targets(results, targets)
     results["problems"] = problems
     results["passed"] = not problems
     results["total_seconds"] = round(time.perf_counter() - run_started, 1)
-    once = results.get("setup", {}).get("prepare_database_s", 0)
+    setup = results.get("setup", stack.timings)
+    once = setup.get("prepare_database_s", 0) + setup.get("growth_database_build_s", 0)
     limit = QUICK_TARGET_S if args.quick else 600
     results["duration_target"] = {
         "seconds_max": limit,

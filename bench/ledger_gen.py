@@ -4,12 +4,20 @@ Fresh customer and merchant wallets (users made through the ORM), then in a
 handful of statements: one deposit entry per customer (card clearing →
 wallet) and purchase entries (customer → merchant) until the posting count is
 reached. Each wallet's ``balance_after`` is a running sum over its postings in
-id order and its balance the total, so every invariant holds.
+id order and its balance the total, so every invariant holds. Made afresh in
+the bench database on every run.
+
+The growth set (``growth_fill``, for bench.growth) is built once per migration
+set into a database of its own and kept: 1 million orders (each with its
+payment and goods) and 10 million postings, customer 0 and merchant 0 holding
+a tenth of them each so their lists have deep pages.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -125,3 +133,314 @@ def generate(postings: int, *, customers: int = 10_000, merchants: int = 1_000) 
         "users_seconds": round(users_s, 2),
         "generate_seconds": round(time.perf_counter() - started, 2),
     }
+
+
+# --- the growth data set: 1 million orders and 10 million postings, kept between runs -------------
+
+
+@dataclass(frozen=True, slots=True)
+class GrowthShape:
+    """How big the growth data set is. Customer 0 and merchant 0 are "heavy": every ``heavy_every``-th
+    purchase is customer 0's, and another one in ``heavy_every`` is merchant 0's sale, so their lists
+    are long enough for a deep cursor page; the other purchases go round the other wallets in turn."""
+
+    tag: str
+    customers: int
+    merchants: int
+    entries: int  # two postings each
+    orders: int  # the first ``orders`` purchases are orders (with their payment and goods)
+    heavy_every: int = 10
+    chunk: int = 500_000  # entries per statement, for progress and bounded statements
+
+    @property
+    def postings(self) -> int:
+        return 2 * self.entries
+
+    @property
+    def purchases(self) -> int:
+        return self.entries - self.customers
+
+
+# Bump when the generated rows change, so a kept database of the old shape is rebuilt.
+GROWTH_VERSION = 1
+GROWTH_FULL = GrowthShape("f", customers=10_000, merchants=1_000, entries=5_000_000, orders=1_000_000)
+GROWTH_QUICK = GrowthShape("q", customers=1_000, merchants=100, entries=100_000, orders=10_000, chunk=50_000)
+_HEAVY_SALE = 5  # purchase j is merchant 0's sale when j % heavy_every == _HEAVY_SALE
+GROWTH_BUILD_LIMIT_S = 2400  # a build that has not finished by then stops (and is dropped)
+
+
+def growth_customer(n: int) -> tuple[str, str]:
+    """(user id, wallet id) of generated customer ``n``."""
+    return f"usr_00BIGC{n:020d}", f"acc_00BIGC{n:020d}"
+
+
+def growth_merchant(n: int) -> tuple[str, str]:
+    return f"usr_00BIGM{n:020d}", f"acc_00BIGM{n:020d}"
+
+
+def _growth_sql(shape: GrowthShape, g: str = "g") -> dict[str, str]:
+    """SQL expressions of entry number ``g`` (0-based; g < customers: customer g's deposit, else purchase
+    j = g - customers): who pays and who sells (and the how-manieth purchase or sale of theirs it is), and
+    when it happened (entry g, (entries - g) tenths of a second ago), all by arithmetic."""
+    h, c, m = shape.heavy_every, shape.customers, shape.merchants
+    j = f"({g} - {c})"
+    # Purchases before j that are the heavy customer's / the heavy merchant's.
+    heavy_c_before = f"(({j} + {h} - 1) / {h})"
+    heavy_m_before = f"(({j} + {h} - {_HEAVY_SALE} - 1) / {h})"
+    r_c = f"({j} - {heavy_c_before})"
+    r_m = f"({j} - {heavy_m_before})"
+    return {
+        "j": j,
+        "cust_n": f"(CASE WHEN mod({j}, {h}) = 0 THEN 0 ELSE 1 + mod({r_c}, {c - 1}) END)",
+        "cust_k": f"(CASE WHEN mod({j}, {h}) = 0 THEN {heavy_c_before} ELSE {r_c} / {c - 1} END)",
+        "merch_n": f"(CASE WHEN mod({j}, {h}) = {_HEAVY_SALE} THEN 0 ELSE 1 + mod({r_m}, {m - 1}) END)",
+        "merch_k": f"(CASE WHEN mod({j}, {h}) = {_HEAVY_SALE} THEN {heavy_m_before} ELSE {r_m} / {m - 1} END)",
+        "at": f"now() - (({shape.entries} - {g}) * interval '100 milliseconds')",
+    }
+
+
+def _count_in_turn(total: int, slots: int, n: int) -> int:
+    """How many of ``total`` items dealt in turn to ``slots`` slots slot ``n`` gets."""
+    return total // slots + (1 if n < total % slots else 0)
+
+
+def growth_counts(shape: GrowthShape) -> dict[str, int]:
+    """Purchases (and orders) of the heavy customer and sales of the heavy merchant."""
+    p, o, h = shape.purchases, shape.orders, shape.heavy_every
+    return {
+        "heavy_customer_purchases": (p + h - 1) // h,
+        "heavy_merchant_sales": (p + h - _HEAVY_SALE - 1) // h,
+        "heavy_customer_orders": (o + h - 1) // h,
+        "heavy_merchant_orders": (o + h - _HEAVY_SALE - 1) // h,
+    }
+
+
+def _deposit(shape: GrowthShape, n: int) -> int:
+    counts = growth_counts(shape)
+    if n == 0:
+        return PRICE * counts["heavy_customer_purchases"] + 10_000
+    others = shape.purchases - counts["heavy_customer_purchases"]
+    return PRICE * _count_in_turn(others, shape.customers - 1, 0) + 10_000
+
+
+def _secondary_indexes(cur: Any, tables: list[str]) -> list[tuple[str, str]]:
+    """(name, definition) of the indexes of ``tables`` that back no constraint."""
+    cur.execute(
+        """
+        SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+          FROM pg_index i
+         WHERE i.indrelid = ANY(%s::regclass[])
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+        """,
+        [tables],
+    )
+    return [(str(name), str(sql)) for name, sql in cur.fetchall()]
+
+
+def _each(cur: Any, statements: str, params: dict[str, Any]) -> None:
+    """Runs ``;``-separated statements one by one (a statement with parameters must be alone)."""
+    for statement in statements.split(";"):
+        if statement.strip():
+            cur.execute(statement, params)
+
+
+def growth_fill(db_url: str, shape: GrowthShape, currency: str, *, log: Any = print) -> dict[str, float]:
+    """Fills an empty migrated database with the growth set, in set-based SQL; seconds per step.
+
+    Triggers (foreign-key checks, audit history, the ledger's immutability guard) are off for the
+    session (``session_replication_role = replica``): the rows are consistent by construction, and
+    ``ledger_verify`` proves the ledger part. Secondary indexes are dropped and rebuilt after the load.
+    """
+    import psycopg
+
+    started = time.perf_counter()
+    deadline = started + GROWTH_BUILD_LIMIT_S
+    steps: dict[str, float] = {}
+    sql = _growth_sql(shape)
+    c, m, o = shape.customers, shape.merchants, shape.orders
+    big = ["wallets_posting", "wallets_entry", "orders_order", "payments_payment", "orders_goods"]
+
+    def step(name: str, t0: float) -> None:
+        steps[name] = round(time.perf_counter() - t0, 1)
+        log(f"bench: growth data: {name} in {steps[name]} s ({time.perf_counter() - started:.0f} s so far)")
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"building the growth data took over {GROWTH_BUILD_LIMIT_S} s")
+
+    with psycopg.connect(db_url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SET session_replication_role = replica; SET synchronous_commit = off;"
+            " SET maintenance_work_mem = '512MB'; SET statement_timeout = '20min'; SET jit = off"
+        )
+        t0 = time.perf_counter()
+        indexes = _secondary_indexes(cur, big)
+        for name, _ in indexes:
+            cur.execute(f"DROP INDEX {name}")
+        params = {
+            "cur": currency,
+            "price": PRICE,
+            "c": c,
+            "m": m,
+            "o": o,
+            "heavy_deposit": _deposit(shape, 0),
+            "deposit": _deposit(shape, 1),
+        }
+        _each(
+            cur,
+            """
+            INSERT INTO accounts_user (password, last_login, is_superuser, id, email, role, first_name, last_name,
+                                       is_active, is_staff, created_at)
+            SELECT '!', NULL::timestamptz, false, 'usr_00BIGC' || lpad(n::text, 20, '0'),
+                   'big-c-' || n || '@bench.test', 'customer', 'Bench', '', true, false, now()
+              FROM generate_series(0, %(c)s::bigint - 1) n
+            UNION ALL
+            SELECT '!', NULL::timestamptz, false, 'usr_00BIGM' || lpad(n::text, 20, '0'),
+                   'big-m-' || n || '@bench.test', 'merchant', 'Bench', '', true, false, now()
+              FROM generate_series(0, %(m)s::bigint - 1) n;
+            INSERT INTO wallets_account (id, kind, currency, balance, held, created_at, updated_at, owner_id)
+            SELECT 'acc_00BIGC' || lpad(n::text, 20, '0'), 'customer', %(cur)s, 0, 0, now(), now(),
+                   'usr_00BIGC' || lpad(n::text, 20, '0')
+              FROM generate_series(0, %(c)s::bigint - 1) n
+            UNION ALL
+            SELECT 'acc_00BIGM' || lpad(n::text, 20, '0'), 'merchant', %(cur)s, 0, 0, now(), now(),
+                   'usr_00BIGM' || lpad(n::text, 20, '0')
+              FROM generate_series(0, %(m)s::bigint - 1) n;
+            INSERT INTO wallets_account (id, kind, currency, balance, held, created_at, updated_at, owner_id)
+            VALUES ('acc_00BIGPLATFORMCLEARING00000', 'card_clearing', %(cur)s, 0, 0, now(), now(), NULL)
+            ON CONFLICT (kind, currency) WHERE owner_id IS NULL DO NOTHING;
+            INSERT INTO catalog_product (id, name, description, price, currency, stock, is_active, fulfillment,
+                                         deleted_at, created_at, updated_at, merchant_id, delivery,
+                                         download_limit, download_ttl_hours)
+            SELECT 'prd_00BIGM' || lpad(n::text, 20, '0'), 'Growth ' || n, 'A generated product.', %(price)s,
+                   %(cur)s, NULL, true, 'BENCH-BIG-KEY', NULL, now(), now(),
+                   'usr_00BIGM' || lpad(n::text, 20, '0'), 'text', 5, 72
+              FROM generate_series(0, %(m)s::bigint - 1) n
+            """,
+            params,
+        )
+        cur.execute(
+            "SELECT id FROM wallets_account WHERE kind = 'card_clearing' AND currency = %s AND owner_id IS NULL",
+            [currency],
+        )
+        (clearing,) = cur.fetchone()  # type: ignore[misc]
+        params["clearing"] = clearing
+        step("users, wallets and products", t0)
+
+        at = sql["at"]
+        order_id = "'ord_00BIG' || lpad(" + sql["j"] + "::text, 21, '0')"
+        for lo in range(0, shape.entries, shape.chunk):
+            t0 = time.perf_counter()
+            hi = min(shape.entries, lo + shape.chunk) - 1
+            chunk = {**params, "lo": lo, "hi": hi}
+            cur.execute(
+                f"""
+                INSERT INTO wallets_entry (id, kind, currency, reference, idempotency_key, memo, created_at)
+                SELECT 'ent_00BIG' || lpad(g::text, 21, '0'),
+                       CASE WHEN g < %(c)s THEN 'deposit' ELSE 'purchase' END, %(cur)s,
+                       CASE WHEN g >= %(c)s AND {sql["j"]} < %(o)s THEN {order_id}
+                            ELSE 'bench-big-' || lpad(g::text, 12, '0') END,
+                       CASE WHEN g >= %(c)s AND {sql["j"]} < %(o)s THEN 'purchase:' || {order_id}
+                            ELSE 'bench-big-' || lpad(g::text, 12, '0') END,
+                       'generated by the bench', {at}
+                  FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) g
+                """,
+                chunk,
+            )
+            cur.execute(
+                f"""
+                INSERT INTO wallets_posting (id, entry_id, account_id, amount, balance_after, created_at)
+                SELECT 'txn_00BIG' || lpad((2 * g + side)::text, 21, '0'), 'ent_00BIG' || lpad(g::text, 21, '0'),
+                       CASE WHEN g < %(c)s THEN
+                                CASE WHEN side = 0 THEN 'acc_00BIGC' || lpad(g::text, 20, '0') ELSE %(clearing)s END
+                            WHEN side = 0 THEN 'acc_00BIGC' || lpad({sql["cust_n"]}::text, 20, '0')
+                            ELSE 'acc_00BIGM' || lpad({sql["merch_n"]}::text, 20, '0') END,
+                       CASE WHEN g < %(c)s THEN
+                                (CASE WHEN g = 0 THEN %(heavy_deposit)s ELSE %(deposit)s END)
+                                * (CASE WHEN side = 0 THEN 1 ELSE -1 END)
+                            WHEN side = 0 THEN -%(price)s ELSE %(price)s END,
+                       CASE WHEN g < %(c)s THEN
+                                CASE WHEN side = 0 THEN CASE WHEN g = 0 THEN %(heavy_deposit)s ELSE %(deposit)s END
+                                END
+                            WHEN side = 0 THEN
+                                CASE WHEN {sql["cust_n"]} = 0 THEN %(heavy_deposit)s ELSE %(deposit)s END
+                                - (({sql["cust_k"]}) + 1) * %(price)s
+                            ELSE (({sql["merch_k"]}) + 1) * %(price)s END,
+                       {at}
+                  FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) g CROSS JOIN (VALUES (0), (1)) AS legs(side)
+                """,
+                chunk,
+            )
+            step(f"entries {lo:,}-{hi:,} of {shape.entries:,} and their postings", t0)
+
+        # Orders are purchases j < orders: entry g = customers + j, placed by its payer from its seller.
+        by_order = _growth_sql(shape, f"({c} + i)")
+        for lo in range(0, o, shape.chunk):
+            t0 = time.perf_counter()
+            hi = min(o, lo + shape.chunk) - 1
+            chunk = {**params, "lo": lo, "hi": hi}
+            buyer = "'usr_00BIGC' || lpad(" + by_order["cust_n"] + "::text, 20, '0')"
+            seller = by_order["merch_n"]
+            when = by_order["at"]
+            _each(
+                cur,
+                f"""
+                INSERT INTO payments_payment (id, kind, method, amount, currency, status, amount_refunded,
+                       stripe_payment_intent_id, stripe_payment_method_id, stripe_charge_id, client_secret,
+                       failure_code, decline_code, failure_message, created_at, updated_at, succeeded_at,
+                       user_id, flagged_at, flagged_reason, request_key)
+                SELECT 'pay_00BIG' || lpad(i::text, 21, '0'), 'order', 'wallet', %(price)s, %(cur)s, 'succeeded', 0,
+                       NULL, '', '', '', '', '', '', {when}, {when}, {when}, {buyer}, NULL, '', NULL
+                  FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) i;
+                INSERT INTO orders_order (id, quantity, unit_price, amount, currency, fee, merchant_net,
+                       payment_method, status, fulfillment, reserved_until, created_at, updated_at, paid_at,
+                       buyer_id, merchant_id, payment_id, product_id)
+                SELECT 'ord_00BIG' || lpad(i::text, 21, '0'), 1, %(price)s, %(price)s, %(cur)s, 0, %(price)s,
+                       'wallet', 'paid', 'BENCH-BIG-KEY', NULL, {when}, {when}, {when}, {buyer},
+                       'usr_00BIGM' || lpad({seller}::text, 20, '0'), 'pay_00BIG' || lpad(i::text, 21, '0'),
+                       'prd_00BIGM' || lpad({seller}::text, 20, '0')
+                  FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) i;
+                INSERT INTO orders_goods (id, type, value, status, token_hash, expires_at, downloads_left,
+                       created_at, revoked_at, buyer_id, code_id, order_id, product_id)
+                SELECT 'gds_00BIG' || lpad(i::text, 21, '0'), 'text', 'BENCH-BIG-KEY', 'active', NULL, NULL, NULL,
+                       {when}, NULL, {buyer}, NULL, 'ord_00BIG' || lpad(i::text, 21, '0'),
+                       'prd_00BIGM' || lpad({seller}::text, 20, '0')
+                  FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) i
+                """,
+                chunk,
+            )
+            step(f"orders {lo:,}-{hi:,} of {o:,} with their payments and goods", t0)
+
+        # Each wallet's balance: its deposit less its purchases, or its sales, counted by the same arithmetic.
+        t0 = time.perf_counter()
+        counts = growth_counts(shape)
+        others_c = shape.purchases - counts["heavy_customer_purchases"]
+        others_m = shape.purchases - counts["heavy_merchant_sales"]
+        v = {
+            **{k: int(x) for k, x in params.items() if isinstance(x, int)},
+            "heavy_c": counts["heavy_customer_purchases"],
+            "heavy_m": counts["heavy_merchant_sales"],
+            "oc": others_c,
+            "om": others_m,
+        }
+        # Our own integers, written into the statement (parameters would be typed by their size).
+        cur.execute(
+            f"""
+            UPDATE wallets_account SET balance = CASE
+                WHEN id = 'acc_00BIGC' || lpad('0', 20, '0') THEN {v["heavy_deposit"]} - {v["price"] * v["heavy_c"]}
+                WHEN id LIKE 'acc\\_00BIGC%' THEN {v["deposit"]} - {v["price"]} * ({v["oc"] // (c - 1)}
+                     + CASE WHEN substr(id, 11)::bigint - 1 < {v["oc"] % (c - 1)} THEN 1 ELSE 0 END)
+                WHEN id = 'acc_00BIGM' || lpad('0', 20, '0') THEN {v["price"] * v["heavy_m"]}
+                ELSE {v["price"]} * ({v["om"] // (m - 1)}
+                     + CASE WHEN substr(id, 11)::bigint - 1 < {v["om"] % (m - 1)} THEN 1 ELSE 0 END) END
+             WHERE id LIKE 'acc\\_00BIG_%' AND owner_id IS NOT NULL
+            """
+        )
+        step("wallet balances", t0)
+        for name, definition in indexes:
+            t0 = time.perf_counter()
+            cur.execute(definition)
+            step(f"index {name}", t0)
+        t0 = time.perf_counter()
+        cur.execute("VACUUM (ANALYZE) " + ", ".join([*big, "wallets_account", "accounts_user"]))
+        step("vacuum and analyze", t0)
+    steps["total"] = round(time.perf_counter() - started, 1)
+    return steps

@@ -70,8 +70,98 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _dig(figures: dict[str, Any], path: str) -> Any:
+    value: Any = figures
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+_SHORT = {"baseline_django_ping": "ping", "baseline_sql_hot_row": "sql", "purchase_spread": "spread"}
+
+
+def apply_targets(results: dict[str, Any], targets: dict[str, dict[str, Any]]) -> None:
+    """Sets each scenario's ``ratio_to_baseline``, ``baseline`` and ``target`` ({text, met, ...}) from
+    ``targets`` (``bench.scenarios.TARGETS``); ``met`` is None when a figure it needs is missing (its
+    baseline did not run). Scenarios with no target get ``{"text": "none set", "met": None}``."""
+    scenarios = results["scenarios"]
+    for name, fig in scenarios.items():
+        if fig.get("status") in ("missing", "not run", "error"):
+            continue
+        spec = targets.get(name)
+        own = fig.get("target") if isinstance(fig.get("target"), dict) else {}
+        if spec is None:
+            fig["target"] = {"text": "none set", "met": None}
+            continue
+        texts: list[str] = []
+        verdicts: list[bool | None] = []
+        if "ratio" in spec:
+            field, base_name, base_field, least = spec["ratio"]
+            value, base = _dig(fig, field), _dig(scenarios.get(base_name, {}), base_field)
+            ratio = round(value / base, 2) if value and base else None
+            fig["ratio_to_baseline"] = ratio
+            fig["baseline"] = base_name
+            texts.append(f">={least}x{_SHORT.get(base_name, base_name)}")
+            verdicts.append(None if ratio is None else ratio >= least)
+        for kind, sign in (("min", ">="), ("max", "<="), ("max_exclusive", "<")):
+            for field, bound in spec.get(kind, {}).items():
+                value = _dig(fig, field)
+                texts.append(f"{field.split('.')[-1]}{sign}{bound}")
+                if value is None:
+                    verdicts.append(None)
+                elif kind == "min":
+                    verdicts.append(value >= bound)
+                elif kind == "max":
+                    verdicts.append(value <= bound)
+                else:
+                    verdicts.append(value < bound)
+        check = spec.get("own")
+        if check == "exit_zero":
+            verdicts.append(fig.get("exit") == 0)
+        elif check == "target.met":
+            verdicts.append(bool(own.get("met")))
+            texts.append("each applied once")
+        elif check:
+            verdicts.append(bool(fig.get(check)))
+        met = False if False in verdicts else (None if None in verdicts else True)
+        fig["target"] = {"text": " ".join(texts), "met": met, **spec, "scenario_own": own or None}
+
+
+def _headline(name: str, fig: dict[str, Any]) -> str:
+    """The figure that says most about a scenario with no request rate of its own."""
+    if "postings_per_s" in fig or name.startswith("ledger_verify"):
+        rate = fig.get("postings_per_s") or (
+            round(fig["ledger_postings"] / fig["checks_seconds"]) if fig.get("checks_seconds") else None
+        )
+        text = f"{_fmt(fig.get('seconds'))} s, {fig.get('ledger_postings', 0):,} postings"
+        if rate:
+            text += f", {rate:,}/s"
+        if fig.get("growth_exponent") is not None:
+            text += f", time ~ n^{fig['growth_exponent']}"
+        return text
+    if "worst_deep_to_first_p50" in fig:
+        return f"deep/first p50 worst {_fmt(fig['worst_deep_to_first_p50'])}x"
+    if "deep_to_first_p50" in fig:
+        return f"deep/first p50 {_fmt(fig['deep_to_first_p50'])}x"
+    if "worst_growth_pct" in fig:
+        note = ", recycling off" if fig.get("recycling_off_for_the_measurement") else ""
+        return f"RSS growth worst {_fmt(fig['worst_growth_pct'])} %{note}"
+    if "growth_pct" in fig:
+        return f"{fig['group']} {fig['pid']}: {_fmt(fig['rss_mib_after_warmup'])} MiB, +{_fmt(fig['growth_pct'])} %"
+    return ""
+
+
+def _met(target: dict[str, Any]) -> str:
+    if not target:
+        return ""
+    if target.get("met") is None:
+        return "-" if target.get("text") == "none set" else "n/a"
+    return "yes" if target["met"] else "NO"
+
+
 def table(results: dict[str, Any]) -> str:
-    """One line per scenario, the figures that matter side by side."""
+    """One line per scenario, the figures that matter side by side; a scenario's ``rows`` (levels, pages,
+    processes) get a line each under it."""
     header = (
         "scenario",
         "status",
@@ -84,38 +174,52 @@ def table(results: dict[str, Any]) -> str:
         "sql/req",
         "ratio",
         "target",
+        "met",
         "cpu ms/req",
         "cpu-bound/s",
+        "figure",
     )
-    rows = [header]
-    for name, fig in results["scenarios"].items():
-        if fig.get("status") == "missing":
-            rows.append((name, "missing", "", "", "", "", "", "", "", "", fig.get("reason", "")[:60], "", ""))
-            continue
+    rows: list[tuple[str, ...]] = [header]
+
+    def line(label: str, fig: dict[str, Any], name: str) -> tuple[str, ...]:
         lat = fig.get("latency_ms", {})
         errors = ",".join(f"{k}x{v}" for k, v in fig.get("errors_by_status", {}).items()) or "0"
         ratio = fig.get("ratio_to_baseline")
-        target = fig.get("target", {})
+        baseline = _SHORT.get(fig.get("baseline", ""), fig.get("baseline", ""))
+        target = fig.get("target") or {}
         cpu = fig.get("cpu", {})
-        rows.append(
-            (
-                name,
-                fig.get("status", ""),
-                _fmt(fig.get("requests_per_s")),
-                _fmt(fig.get("ok_per_s")),
-                _fmt(lat.get("p50")),
-                _fmt(lat.get("p95")),
-                _fmt(lat.get("p99")),
-                errors,
-                _fmt(fig.get("sql_queries_per_request")),
-                _fmt(ratio),
-                ("met" if target.get("met") else "NOT met") if target else "",
-                _fmt(cpu.get("total_cpu_ms_per_request")),
-                _fmt(cpu.get("cpu_bound_ceiling_per_s")),
-            )
+        return (
+            label,
+            fig.get("status", ""),
+            _fmt(fig.get("requests_per_s")),
+            _fmt(fig.get("ok_per_s")),
+            _fmt(lat.get("p50")),
+            _fmt(lat.get("p95")),
+            _fmt(lat.get("p99")),
+            errors if "errors_by_status" in fig else "",
+            _fmt(fig.get("sql_queries_per_request")),
+            f"{_fmt(ratio)} {baseline}".strip() if ratio is not None else "-",
+            str(target.get("text", "")),
+            _met(target),
+            _fmt(cpu.get("total_cpu_ms_per_request")),
+            _fmt(cpu.get("cpu_bound_ceiling_per_s")),
+            _headline(name, fig),
         )
+
+    for name, fig in results["scenarios"].items():
+        if fig.get("status") in ("missing", "not run", "error"):
+            reason = fig.get("reason") or fig.get("error") or ""
+            rows.append((name, fig["status"], *([""] * 8), str(reason)[:60], "", "", "", ""))
+            continue
+        rows.append(line(name, fig, name))
+        sub = fig.get("rows") or {}
+        for label, sub_fig in sub.items():
+            rows.append(line(f"  . {label}", sub_fig, name))
+        if name == "memory_growth":
+            for proc in fig.get("processes", []):
+                rows.append(line(f"  . {proc['group']} {proc['pid']}", proc, name))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
+    lines = ["  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -1,0 +1,191 @@
+"""Memory as requests add up (issue 18, item 4): the resident set of every web worker and Celery process
+after 50,000 and after 100,000 requests of the main API mix, and how much it grew in between.
+
+It runs on a gunicorn of its own, configured as the bench's; when config/gunicorn.py's ``max_requests``
+would recycle a worker within the measurement, that one server runs with recycling off (said in the
+figures), since a recycled worker's memory says nothing about growth.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import seed
+from bench.core import Bench, Missing, _auth, _has_route, _json, _no_5xx
+from bench.growth import side_server
+from bench.load import Req, run_load
+from bench.purchases import Catalog
+from bench.report import summarize_load
+from bench.stack import _children
+from config import gunicorn as production
+
+TARGET_GROWTH_PCT = 10.0
+
+
+def _memory(pid: int) -> dict[str, int] | None:
+    """VmRSS and RssAnon in KiB, or None when the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon"):
+            fields[key] = int(value.split()[0])
+    return {"rss_kib": fields.get("VmRSS", 0), "anon_kib": fields.get("RssAnon", 0)}
+
+
+def _snapshot(groups: dict[str, list[int]]) -> dict[str, dict[int, dict[str, int]]]:
+    shot: dict[str, dict[int, dict[str, int]]] = {}
+    for name, pids in groups.items():
+        shot[name] = {}
+        for pid in pids:
+            mem = _memory(pid)
+            if mem is not None:
+                shot[name][pid] = mem
+    return shot
+
+
+def _mix(bench: Bench, catalog: Catalog) -> list[Req]:
+    """The main API requests, interleaved: catalog list and product, wallet, its transactions, orders,
+    a wallet purchase, and a merchant's sales (one purchase in seven requests)."""
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    buyers = seed.buyers("memory", 300 if not bench.quick else 60, funds=100_000_000)
+    products = catalog.products
+    merchants = [str(AccessToken.for_user(m)) for m in catalog.merchants[:50]]
+    requests: list[Req] = []
+    for i, buyer in enumerate(buyers * 3):
+        product = products[(i * 7) % len(products)]
+        headers = _auth(buyer.token)
+        requests += [
+            Req("GET", "/api/v1/products"),
+            Req("GET", f"/api/v1/products/{product.id}"),
+            Req("GET", "/api/v1/wallet", headers),
+            Req("GET", "/api/v1/wallet/transactions", headers),
+            Req(
+                "POST",
+                "/api/v1/orders",
+                _auth(buyer.token, body=True),
+                _json({"product": product.id, "quantity": 1, "payment_method": "wallet"}),
+            ),
+            Req("GET", "/api/v1/orders", headers),
+            Req("GET", "/api/v1/merchant/sales", _auth(merchants[i % len(merchants)])),
+        ]
+    return requests
+
+
+def memory_growth(bench: Bench, catalog: Catalog) -> dict[str, Any]:
+    for route in ("/api/v1/orders", "/api/v1/wallet/transactions", "/api/v1/merchant/sales", "/api/v1/products"):
+        if not _has_route(route):
+            raise Missing(f"{route} is not routed yet")
+    half = 50_000 if not bench.quick else 400
+    requests = _mix(bench, catalog)
+    workers = bench.stack.workers
+    per_worker = 2 * half / max(1, workers)
+    floor = production.max_requests - production.max_requests_jitter if production.max_requests else 0
+    # A worker would be recycled within the measurement: measure with recycling off, and say so.
+    recycling_off = bool(production.max_requests) and floor < 1.5 * per_worker
+    # The bench's own server unless its recycling has to be off for the measurement.
+    side = side_server(bench, label="memory", extra_args=["--max-requests", "0"]) if recycling_off else None
+    server = side or bench.stack
+    phases: dict[str, Any] = {}
+    try:
+        if side is not None:
+            side.start_web()
+        master = server.procs["gunicorn"].pid
+
+        def groups() -> dict[str, list[int]]:
+            celery = bench.stack.pids("celery")
+            return {"web": _children(master), "celery": celery}
+
+        warm = run_load(
+            server.base_url,
+            requests,
+            concurrency=16,
+            duration=60,
+            max_requests=1000 if not bench.quick else 100,
+            workers=2,
+            idempotency_prefix="memory-warm",
+        )
+        warm_figures = summarize_load(warm)
+        _no_5xx(bench, "memory_growth warm-up", warm_figures)
+        bench.celery_settle()
+        start = _snapshot(groups())
+        shots = {"after_warmup": start}
+        for label in ("first_half", "second_half"):
+            started = time.perf_counter()
+            result = run_load(
+                server.base_url,
+                requests,
+                concurrency=16,
+                duration=600,
+                max_requests=half,
+                workers=2,
+                idempotency_prefix=f"memory-{label}",
+            )
+            figures = summarize_load(result)
+            figures["wall_seconds"] = round(time.perf_counter() - started, 1)
+            _no_5xx(bench, f"memory_growth {label}", figures)
+            bench.celery_settle()
+            phases[label] = figures
+            shots[label] = _snapshot(groups())
+    finally:
+        if side is not None:
+            side.stop()
+
+    processes: list[dict[str, Any]] = []
+    recycled: list[str] = []
+    for group in ("web", "celery"):
+        mid, end = shots["first_half"][group], shots["second_half"][group]
+        for pid in sorted(set(start[group]) | set(mid) | set(end)):
+            if pid not in start[group] or pid not in mid or pid not in end:
+                recycled.append(f"{group} {pid}")
+                continue
+            growth = 100 * (end[pid]["rss_kib"] - mid[pid]["rss_kib"]) / max(1, mid[pid]["rss_kib"])
+            processes.append(
+                {
+                    "group": group,
+                    "pid": pid,
+                    "rss_mib_after_warmup": round(start[group][pid]["rss_kib"] / 1024, 1),
+                    f"rss_mib_after_{half}": round(mid[pid]["rss_kib"] / 1024, 1),
+                    f"rss_mib_after_{2 * half}": round(end[pid]["rss_kib"] / 1024, 1),
+                    f"anon_mib_after_{2 * half}": round(end[pid]["anon_kib"] / 1024, 1),
+                    "growth_pct": round(growth, 2),
+                }
+            )
+    worst = max((p["growth_pct"] for p in processes), default=None)
+    if recycled:
+        bench.problems.append(f"memory_growth: processes came and went during the measurement: {recycled}")
+    second = phases["second_half"]
+    return {
+        "requests_per_half": half,
+        "mix": "GET products, products/{id}, wallet, wallet/transactions, orders, merchant/sales; POST orders "
+        "(wallet): one purchase in seven requests",
+        "gunicorn_max_requests_production": production.max_requests,
+        "gunicorn_max_requests_jitter_production": production.max_requests_jitter,
+        "recycling_off_for_the_measurement": recycling_off,
+        "server": "a gunicorn of its own, config/gunicorn.py with --max-requests 0" if side else "the bench's",
+        "why": (
+            f"config/gunicorn.py's max_requests {production.max_requests} (jitter {production.max_requests_jitter}) "
+            f"would recycle each of {workers} workers after about {floor}-{production.max_requests} of the "
+            f"~{per_worker:.0f} requests each serves here"
+            if recycling_off
+            else "no worker reaches config/gunicorn.py's max_requests within the measurement"
+        ),
+        "processes": processes,
+        "processes_replaced": recycled,
+        "worst_growth_pct": worst,
+        "phases": phases,
+        "warmup": {"requests": warm_figures["requests"], "ok": warm_figures["ok"]},
+        # The table shows the second half's load figures.
+        "requests_per_s": second["requests_per_s"],
+        "ok_per_s": second["ok_per_s"],
+        "latency_ms": second["latency_ms"],
+        "errors_by_status": second["errors_by_status"],
+        "server_5xx": sum(p["server_5xx"] for p in phases.values()),
+        "met": worst is not None and worst <= TARGET_GROWTH_PCT and not recycled,
+    }
