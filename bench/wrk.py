@@ -86,52 +86,53 @@ def _render(base_url: str, requests: Sequence[_Request]) -> bytes:
 
 
 def _parse(text: str) -> tuple[list[Row], dict[str, Any], float]:
-    rows: list[tuple[int, int, float, float, int, int, str, int]] = []
+    """Rows (times from the first request of any thread), wrk's own figures, and the wall time."""
+    raw: list[tuple[int, int, int, int, int, str, int]] = []  # thread, ended µs, latency µs, status, …
     starts: dict[int, int] = {}
-    details: dict[str, Any] = {"threads_figures": []}
+    threads: list[dict[str, int]] = []
+    details: dict[str, Any] = {}
     for line in text.splitlines():
         kind, _, rest = line.partition(" ")
         if kind == "r":
             tid, ended, latency, status, queries, index, code = rest.split(" ", 6)
-            rows.append((int(tid), int(ended), float(latency), 0.0, int(status), int(queries), code, int(index)))
+            raw.append((int(tid), int(ended), int(latency), int(status), int(queries), code, int(index)))
         elif kind == "thread":
-            tid, start, issued, answered, closed, uncorrelated = (int(v) for v in rest.split())
+            tid, start, sent, answered, closed, uncorrelated = (int(v) for v in rest.split())
             starts[tid] = start
-            details["threads_figures"].append(
+            threads.append(
                 {
                     "thread": tid,
-                    "sent": issued,
+                    "sent": sent,
                     "answered": answered,
                     "closed_by_server": closed,
                     "uncorrelated": uncorrelated,
                 }
             )
         elif kind == "summary":
-            duration, requests, read, connect, err_read, write, status, timeout = (int(v) for v in rest.split())
-            details["wrk_summary"] = {"seconds": round(duration / 1e6, 3), "responses": requests, "bytes": read}
+            duration, responses, read, connect, err_read, write, _status, timeout = (int(v) for v in rest.split())
+            details["wrk_summary"] = {"seconds": round(duration / 1e6, 3), "responses": responses, "bytes": read}
             details["socket_errors"] = {"connect": connect, "read": err_read, "write": write, "timeout": timeout}
         elif kind == "latency":
-            p50, p95, p99, p999, top, _mean = (float(v) for v in rest.split())
+            p50, p95, p99, p999, top, _mean = (float(v) / 1000 for v in rest.split())
             details["wrk_latency_ms"] = {
-                "p50": round(p50 / 1000, 2),
-                "p95": round(p95 / 1000, 2),
-                "p99": round(p99 / 1000, 2),
-                "p99.9": round(p999 / 1000, 2),
-                "max": round(top / 1000, 2),
+                "p50": round(p50, 2),
+                "p95": round(p95, 2),
+                "p99": round(p99, 2),
+                "p99.9": round(p999, 2),
+                "max": round(top, 2),
             }
-    figures = details["threads_figures"]
-    details["closed_by_server"] = sum(t["closed_by_server"] for t in figures)
-    details["uncorrelated_responses"] = sum(t["uncorrelated"] for t in figures)
-    details["no_response"] = sum(t["sent"] - t["answered"] for t in figures)
-    valid = [s for s in starts.values() if s >= 0]
-    origin = min(valid) if valid else 0
-    out: list[Row] = []
+    details["closed_by_server"] = sum(t["closed_by_server"] for t in threads)
+    details["uncorrelated_responses"] = sum(t["uncorrelated"] for t in threads)
+    details["no_response"] = sum(t["sent"] - t["answered"] for t in threads)
+    details["threads_figures"] = threads
+    origin = min((s for s in starts.values() if s >= 0), default=0)
+    rows: list[Row] = []
     wall = 0.0
-    for tid, ended_us, latency_us, _, status, queries, code, index in rows:
+    for tid, ended_us, latency_us, status, queries, code, index in raw:
         ended = (starts.get(tid, origin) + ended_us - origin) / 1e6
         wall = max(wall, ended)
-        out.append((ended, latency_us / 1e6, status, queries, code, index))
-    return out, details, wall
+        rows.append((ended, latency_us / 1e6, status, queries, code, index))
+    return rows, details, wall
 
 
 def run_wrk(
