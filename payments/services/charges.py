@@ -265,18 +265,29 @@ def card_payment_cancel(*, payment_id: str) -> Payment:
     return payment_sync(payment_id=payment.pk, intent=intent)
 
 
+def intent_create_params(payment: Payment, *, customer_id: str, card_id: str) -> dict[str, Any]:
+    """What the PaymentIntent of a card payment is created with (never confirmed by the create itself).
+
+    Reconciliation sends the same again with the same idempotency key to learn an intent whose create
+    answer was lost: Stripe refuses a key reused with other parameters.
+    """
+    return {
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "customer": customer_id,
+        "payment_method": card_id,
+        "payment_method_types": ["card"],
+        "metadata": {"payment_id": payment.pk, "kind": payment.kind},
+    }
+
+
 def _charge(*, payment: Payment, customer_id: str, card_id: str) -> Payment:
     intent_id = payment.stripe_payment_intent_id
     try:
         if not intent_id:
             intent = gateway.raw_call(
                 stripe.PaymentIntent.create,
-                amount=payment.amount,
-                currency=payment.currency,
-                customer=customer_id,
-                payment_method=card_id,
-                payment_method_types=["card"],
-                metadata={"payment_id": payment.pk, "kind": payment.kind},
+                **intent_create_params(payment, customer_id=customer_id, card_id=card_id),
                 idempotency_key=stripe_key(payment, "create"),
             )
             intent_id = intent.id

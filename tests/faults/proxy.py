@@ -104,6 +104,7 @@ class FaultProxy:
                 if fault == "delay":
                     await asyncio.sleep(self.delay_seconds)
                 if fault == "reset":  # Stripe gets the request (and acts on it) on a side connection; its reply is lost
+                    chunk = await _whole_request(chunk, client_r)
                     side_r, side_w = await asyncio.open_connection(self.upstream_host, self.upstream_port)
                     side_w.write(chunk)
                     await side_w.drain()
@@ -126,6 +127,26 @@ class FaultProxy:
                 if writer is not None:
                     with contextlib.suppress(Exception):
                         writer.close()
+
+
+async def _whole_request(chunk: bytes, reader: asyncio.StreamReader) -> bytes:
+    """The rest of the HTTP request ``chunk`` begins (its headers, then Content-Length bytes of body): a client
+    may send the body in a later packet, and Stripe acts only on a whole request."""
+    with contextlib.suppress(asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+        while b"\r\n\r\n" not in chunk:
+            more = await asyncio.wait_for(reader.read(65536), 5)
+            if not more:
+                return chunk
+            chunk += more
+        head, _, body = chunk.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip() or 0)
+        if len(body) < length:
+            chunk += await asyncio.wait_for(reader.readexactly(length - len(body)), 5)
+    return chunk
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

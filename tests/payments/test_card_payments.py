@@ -169,14 +169,16 @@ def test_deposit_when_stripe_unreachable_then_502_no_money_moved_and_reconcile_s
     assert _balance(customer_api.user) == 0
     assert not Entry.objects.exists()
 
-    # Stripe answers again: nothing was ever charged, so the payment ends canceled, money untouched.
+    # Stripe answers again: nothing was ever charged, so the payment ends canceled, money untouched. Reconcile
+    # asked for the intent with the create's idempotency key, which made the one the lost call never did:
+    # it is canceled at once and charges nobody.
     reconcile_payments(min_age_seconds=0)
 
     payment.refresh_from_db()
     assert payment.status == "canceled"
     assert Deposit.objects.get(payment=payment).status == "canceled"
     assert _balance(customer_api.user) == 0
-    assert _intents_for(payment.pk) == []
+    assert [intent.status for intent in _intents_for(payment.pk)] == ["canceled"]
 
 
 def test_reconcile_when_stripe_charged_but_answer_was_lost_then_credited_once(fake_stripe, customer):

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from datetime import timedelta
 from io import StringIO
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import stripe
@@ -11,6 +16,9 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from payments.models import Payment, ReconcileItem, ReconcileRun, Refund
+from payments.services.reconcile import IDEMPOTENCY_WINDOW, payment_reconcile
+from tests.conftest import client_for
+from tests.faults.proxy import FaultProxy
 from tests.payments.test_refunds import _card_order
 from tests.payments.test_webhooks import _balance, _charged_deposit_unseen
 from tests.wallets.conftest import verify
@@ -120,3 +128,97 @@ def test_reconcile_when_since_is_neither_a_day_nor_a_datetime_then_command_error
 def test_reconcile_task_is_scheduled_daily(settings):
     tasks = [entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()]
     assert "payments.tasks.reconcile_daily" in tasks
+
+
+# --- a card payment whose PaymentIntent id we never learned (our create call's answer was lost) -------------
+
+
+@contextlib.contextmanager
+def _answers_lost(fake_stripe: Any) -> Iterator[FaultProxy]:
+    """Stripe gets every call and acts on it, but each answer is lost: a fault proxy resets the connection."""
+    upstream = urlsplit(fake_stripe.url)
+    proxy = FaultProxy(upstream.hostname or "127.0.0.1", upstream.port or 80).start()
+    proxy.set("reset")
+    saved = stripe.api_base
+    stripe.api_base = proxy.url
+    try:
+        yield proxy
+    finally:
+        stripe.api_base = saved
+        proxy.stop()
+
+
+def _deposit_answer_lost(fake_stripe: Any, customer: Any, *, reaches_stripe: bool) -> Payment:
+    pm = fake_stripe.attach_card(customer)
+    body = {"amount": 2500, "payment_method": pm}
+    with _answers_lost(fake_stripe) if reaches_stripe else fake_stripe.unreachable():
+        response = client_for(customer).post("/api/v1/wallet/deposits", body, format="json")
+    assert response.status_code == 502, response.content
+    payment = Payment.objects.get(user=customer)
+    assert payment.status == "processing" and payment.stripe_payment_intent_id is None
+    return payment
+
+
+def _intents_naming(payment: Payment) -> list[tuple[str, str]]:
+    """Every PaymentIntent at Stripe with this payment in its metadata: (id, status)."""
+    found: Any = stripe.PaymentIntent.search(query=f"metadata['payment_id']:'{payment.pk}'")
+    return [(intent.id, intent.status) for intent in found.data]
+
+
+def test_reconcile_when_our_create_reached_stripe_but_its_answer_was_lost_then_that_intent_is_canceled_there(
+    fake_stripe, customer
+):
+    payment = _deposit_answer_lost(fake_stripe, customer, reaches_stripe=True)
+    [(made, status)] = _intents_naming(payment)
+    assert status == "requires_confirmation"
+
+    code, output = reconcile()
+
+    assert code == 0, output
+    payment.refresh_from_db()
+    assert payment.status == "canceled" and payment.stripe_payment_intent_id == made
+    assert _intents_naming(payment) == [(made, "canceled")]  # the same intent, learned: no second one made
+    assert Deposit.objects.get(payment=payment).status != "succeeded"
+    assert _balance(customer) == 0
+    assert verify()[0] == 0
+
+
+def test_reconcile_when_our_create_never_reached_stripe_then_canceled_and_nothing_left_charging(fake_stripe, customer):
+    payment = _deposit_answer_lost(fake_stripe, customer, reaches_stripe=False)
+    assert _intents_naming(payment) == []
+
+    code, output = reconcile()
+
+    assert code == 0, output
+    payment.refresh_from_db()
+    assert payment.status == "canceled"
+    # Asking again with the create's key made the intent the first call never did; it is canceled at once.
+    assert [status for _, status in _intents_naming(payment)] == ["canceled"]
+    assert _balance(customer) == 0
+    assert verify()[0] == 0
+
+
+def test_reconcile_when_the_lost_create_is_older_than_the_idempotency_window_then_found_by_metadata(
+    fake_stripe, customer
+):
+    payment = _deposit_answer_lost(fake_stripe, customer, reaches_stripe=True)
+    [(made, _)] = _intents_naming(payment)
+    Payment.objects.filter(pk=payment.pk).update(created_at=timezone.now() - IDEMPOTENCY_WINDOW - timedelta(hours=2))
+
+    settled = payment_reconcile(payment_id=payment.pk)
+
+    assert settled.status == "canceled" and settled.stripe_payment_intent_id == made
+    assert _intents_naming(payment) == [(made, "canceled")]
+    assert verify()[0] == 0
+
+
+def test_reconcile_when_older_than_the_idempotency_window_and_stripe_has_none_then_canceled_without_creating_one(
+    fake_stripe, customer
+):
+    payment = _deposit_answer_lost(fake_stripe, customer, reaches_stripe=False)
+    Payment.objects.filter(pk=payment.pk).update(created_at=timezone.now() - IDEMPOTENCY_WINDOW - timedelta(hours=2))
+
+    settled = payment_reconcile(payment_id=payment.pk)
+
+    assert settled.status == "canceled" and settled.stripe_payment_intent_id is None
+    assert _intents_naming(payment) == []
