@@ -5,6 +5,7 @@ Used by every cursor of ``config.postgres``; pghistory's own wrapper would make 
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -26,19 +27,39 @@ _WITH = re.compile(r"^\s*WITH\s+(RECURSIVE\s+)?", re.IGNORECASE)
 # Statements a CTE may precede, and transaction control, which changes no row and needs no context.
 _WRITES = re.compile(r"^\s*(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 _TRANSACTION_CONTROL = re.compile(r"^\s*(SAVEPOINT|RELEASE|ROLLBACK)\b", re.IGNORECASE)
+# A plain write names its one table first; a read changes no row. Neither needs a context row unless the
+# table has a history: every other write would leave an unused row in pghistory_context per request.
+_TARGET = re.compile(r'^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(?:ONLY\s+)?"?(\w+)"?', re.IGNORECASE)
+_READ = re.compile(r"^\s*SELECT\b", re.IGNORECASE)
+
+
+@functools.cache
+def tracked_tables() -> frozenset[str]:
+    """The tables whose rows pghistory's triggers snapshot (the tracked models of every event model)."""
+    from django.apps import apps
+
+    return frozenset(
+        model.pgh_tracked_model._meta.db_table
+        for model in apps.get_models()
+        if getattr(model, "pgh_tracked_model", None) is not None
+    )
 
 
 def context_in_statement(sql: Any, params: Any) -> tuple[Any, Any]:
     """``sql`` as one statement: pghistory's prepended context (if any) becomes the statement's first CTE.
 
-    Before a savepoint, its release or a rollback the context is dropped (they change no tracked row); any
-    other statement a CTE cannot precede keeps pghistory's two statements.
+    Before a savepoint, its release or a rollback, a plain SELECT, or a plain write to a table without a
+    history the context is dropped (they change no tracked row); any other statement a CTE cannot precede
+    keeps pghistory's two statements.
     """
     prefix = _PREFIX.match(sql) if isinstance(sql, str) else None
     if prefix is None or not isinstance(params, (list, tuple)) or len(params) < 2:
         return sql, params
     rest = sql[prefix.end() :]
-    if _TRANSACTION_CONTROL.match(rest):
+    if _TRANSACTION_CONTROL.match(rest) or _READ.match(rest):
+        return rest, params[2:]
+    target = _TARGET.match(rest)
+    if target is not None and target.group(1) not in tracked_tables():
         return rest, params[2:]
     with_clause = _WITH.match(rest)
     if not with_clause and not _WRITES.match(rest):
