@@ -38,11 +38,8 @@ def tracked_tables() -> frozenset[str]:
     """The tables whose rows pghistory's triggers snapshot (the tracked models of every event model)."""
     from django.apps import apps
 
-    return frozenset(
-        model.pgh_tracked_model._meta.db_table
-        for model in apps.get_models()
-        if getattr(model, "pgh_tracked_model", None) is not None
-    )
+    tracked = (getattr(model, "pgh_tracked_model", None) for model in apps.get_models())
+    return frozenset(model._meta.db_table for model in tracked if model is not None)
 
 
 def context_in_statement(sql: Any, params: Any) -> tuple[Any, Any]:
