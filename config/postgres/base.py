@@ -5,6 +5,12 @@ that ``LIKE 'abc%'`` can use it. Nothing here filters ids, keys or references
 by prefix, and every index is written by every insert: the ledger and order
 tables carried one twin per id and foreign key. Its cursors carry pghistory's context inside each
 write statement (``config.audit_sql``) rather than as a statement before it.
+
+psycopg converts each statement's ``%s`` placeholders to ``$n`` in Python and caches the result only for
+statements under 4096 bytes and 50 parameters. The wallet purchase is one statement of about 4 kB with
+over 100 parameters, so it was parsed again on every purchase (about 0.5 ms of CPU). The limits are
+raised here for every connection of this backend; the cache stays an LRU of 128 statements, so it is
+bounded whatever the ORM sends.
 """
 
 from __future__ import annotations
@@ -12,9 +18,14 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import psycopg._queries as psycopg_queries
 from django.db.backends.postgresql import base, schema
 
 from config.audit_sql import context_in_statement
+
+# Read by psycopg at each conversion (psycopg 3.3); tests/config/test_postgres_backend.py proves the purchase hits it.
+psycopg_queries.MAX_CACHED_STATEMENT_LENGTH = 16384
+psycopg_queries.MAX_CACHED_STATEMENT_PARAMS = 512
 
 
 class DatabaseSchemaEditor(schema.DatabaseSchemaEditor):
