@@ -43,7 +43,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         rid = self.headers.get("X-Request-ID")
-        if rid:
+        if rid and self.path != "/anonymous":
             self.send_header("X-Request-ID", rid)
         if queries is not None:
             self.send_header(QUERY_HEADER, str(queries))
@@ -74,6 +74,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(200, b'{"slow":true}', queries=1)
         elif self.path == "/close":
             self._answer(200, b"{}", queries=None, close=True)
+        elif self.path == "/anonymous":  # answers without echoing the request id
+            self._answer(200, b"{}", queries=None)
         else:
             self._answer(500, b"not json at all", queries=None)
 
@@ -211,6 +213,17 @@ def test_run_wrk_when_the_server_closes_each_connection_then_it_is_reported(serv
     run = run_wrk(base_url, [Req("GET", "/close"), Req("GET", "/ping")], concurrency=2, duration=60, max_requests=40)
     assert len(run.rows) == 40
     assert run.details["closed_by_server"] == 20
+
+
+def test_run_wrk_when_an_answer_lacks_the_request_id_then_it_is_counted_as_uncorrelated(server):
+    base_url, _ = server
+    # One connection: the request an unmatched answer is charged to (the oldest in flight) is its own.
+    mix = [Req("GET", "/anonymous"), Req("GET", "/ping")]
+    run = run_wrk(base_url, mix, concurrency=1, duration=60, max_requests=20)
+    assert len(run.rows) == 20
+    assert run.details["uncorrelated_responses"] == 10
+    assert run.details["drained"] is True
+    assert Counter((index, queries) for _, _, _, queries, _, index in run.rows) == {(0, -1): 10, (1, 0): 10}
 
 
 def test_chosen_generator_when_wrk_is_not_on_the_path_then_python(monkeypatch, tmp_path: Path):
