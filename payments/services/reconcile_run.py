@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import stripe
+from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
 from config.db import insert_unless_taken
+from config.errors import DomainError
 from payments import gateway
 from payments.models import (
     Dispute,
@@ -33,7 +35,7 @@ from payments.models import (
 )
 from payments.services.charges import intent_outcome
 from payments.services.events import EVENT_HANDLERS, event_not_ours, stripe_event_process
-from payments.services.reconcile import payment_reconcile
+from payments.services.reconcile import payment_reconcile, refund_reconcile
 from payments.services.refunds import stripe_refunds_apply
 from payments.stripe_data import as_mapping
 from wallets.ledger import platform_account_id
@@ -116,8 +118,18 @@ def _events(run: _Run, since: datetime, progress: Progress) -> None:
 _IN_FLIGHT = (PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION, PaymentStatus.REQUIRES_PAYMENT_METHOD)
 
 
+def _in_flight_since() -> datetime:
+    """What has been in flight since before this is settled; anything younger may still be inside the request
+    that is calling Stripe for it (settling it now would race that request)."""
+    return timezone.now() - timedelta(seconds=settings.STRIPE_RECONCILE_AFTER_SECONDS)
+
+
 def _payment(run: _Run, payment: Payment) -> None:
     before = (payment.status, payment.amount_refunded)
+    if payment.status in _IN_FLIGHT and payment.updated_at > _in_flight_since():
+        note = f"in flight for less than {settings.STRIPE_RECONCILE_AFTER_SECONDS} s: left to its request"
+        run.add("payment", payment.pk, ReconcileOutcome.MATCHED, "status", payment.status, payment.status, note)
+        return
     if payment.status in _IN_FLIGHT:
         payment = payment_reconcile(payment_id=payment.pk)
     if not payment.stripe_payment_intent_id:
@@ -126,6 +138,7 @@ def _payment(run: _Run, payment: Payment) -> None:
         return
     intent = as_mapping(gateway.raw_call(stripe.PaymentIntent.retrieve, payment.stripe_payment_intent_id))
     stripe_refunds_apply(payment_id=payment.pk)
+    _refunds_left_pending(run, payment)
     payment.refresh_from_db()
     theirs, _ = intent_outcome(intent)
     refunded = _stripe_refunded(payment.stripe_payment_intent_id)
@@ -143,6 +156,22 @@ def _payment(run: _Run, payment: Payment) -> None:
             "status" if changed else "", before, (payment.status, payment.amount_refunded))  # fmt: skip
 
 
+def _refunds_left_pending(run: _Run, payment: Payment) -> None:
+    """Our card refunds of ``payment`` still pending once Stripe's list was applied: each in flight for longer
+    than STRIPE_RECONCILE_AFTER_SECONDS is asked of Stripe again with its idempotency key (``refund_reconcile``);
+    a younger one is left to its request."""
+    pending = Refund.objects.filter(payment=payment, status=RefundStatus.PENDING, updated_at__lte=_in_flight_since())
+    for refund_id in pending.order_by("pk").values_list("pk", flat=True):
+        note = "left pending: asked Stripe again"
+        try:
+            refund = refund_reconcile(refund_id=refund_id)
+        except DomainError as exc:  # refused by Stripe (released: failed) or Stripe unavailable (still pending)
+            refund = Refund.objects.get(pk=refund_id)
+            note = f"left pending: {exc}"
+        outcome = ReconcileOutcome.MISMATCHED if refund.status == RefundStatus.PENDING else ReconcileOutcome.FIXED
+        run.add("refund", refund_id, outcome, "status", RefundStatus.PENDING, refund.status, note)
+
+
 def _our_refunded(payment: Payment) -> int:
     total = Refund.objects.filter(payment=payment, status=RefundStatus.SUCCEEDED).aggregate(t=Sum("amount"))["t"]
     return int(total or 0)
@@ -154,13 +183,18 @@ def _stripe_refunded(intent_id: str) -> int:
 
 
 def _clearing(run: _Run) -> None:
-    """card_clearing = -(succeeded card payments) + succeeded card refunds + lost disputes, per currency."""
+    """card_clearing = -(succeeded card payments) + card refunds posted + lost disputes, per currency.
+
+    A card refund's reversal is posted when it is reserved, before Stripe is asked (``refund_apply``), and
+    released if Stripe refuses it: the refunds posted are the succeeded ones and those still pending.
+    """
     card = Payment.objects.filter(method=PaymentMethodType.CARD, status=PaymentStatus.SUCCEEDED)
+    posted = (RefundStatus.SUCCEEDED, RefundStatus.PENDING)
     for currency in card.values_list("currency", flat=True).distinct():
         paid = card.filter(currency=currency).aggregate(t=Sum("amount"))["t"] or 0
         refunded = (
             Refund.objects.filter(
-                payment__method=PaymentMethodType.CARD, currency=currency, status=RefundStatus.SUCCEEDED
+                payment__method=PaymentMethodType.CARD, currency=currency, status__in=posted
             ).aggregate(t=Sum("amount"))["t"]
             or 0
         )
@@ -177,7 +211,8 @@ def reconcile_run(*, since: datetime, progress: Progress = _no_progress) -> Reco
     """Matches, settles and records; returns the run (``mismatched`` > 0: an unexplained difference remains).
 
     Events first (an event we never received is applied through ``stripe_event_process``, exactly once
-    by its id), then each card payment since ``since`` with its PaymentIntent and refunds, then the
+    by its id), then each card payment since ``since`` with its PaymentIntent and refunds (a payment or
+    refund left in flight for STRIPE_RECONCILE_AFTER_SECONDS is settled with Stripe's answer), then the
     card-clearing account. A Stripe call that fails for one object is recorded as its mismatch.
     """
     run = _Run(since)

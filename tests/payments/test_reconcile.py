@@ -109,14 +109,16 @@ def test_reconcile_when_since_is_a_datetime_then_only_payments_created_from_then
     before = _card_order(fake_stripe, customer, merchant)
     cutoff = timezone.now()
     after = _card_order(fake_stripe, customer, merchant)
-    Payment.objects.filter(pk__in=[before.payment_id, after.payment_id]).update(status="failed")
+    # Only the later one is made wrong: Stripe's event list filters by whole seconds, so the earlier payment's
+    # success event may fall in the window and settle it, or not, and the card-clearing check with it.
+    Payment.objects.filter(pk=after.payment_id).update(status="failed")
 
     call_command("reconcile", "--since", cutoff.isoformat(), stdout=StringIO(), stderr=StringIO())
 
     run = ReconcileRun.objects.get()
     assert run.since == cutoff
     judged = set(ReconcileItem.objects.filter(run=run, object_type="payment").values_list("object_id", flat=True))
-    assert judged == {after.payment_id}
+    assert judged == {after.payment_id} and before.payment_id not in judged
     assert Payment.objects.get(pk=after.payment_id).status == "succeeded"
 
 
@@ -166,9 +168,10 @@ def _intents_naming(payment: Payment) -> list[tuple[str, str]]:
 
 
 def test_reconcile_when_our_create_reached_stripe_but_its_answer_was_lost_then_that_intent_is_canceled_there(
-    fake_stripe, customer
+    fake_stripe, customer, settings
 ):
     payment = _deposit_answer_lost(fake_stripe, customer, reaches_stripe=True)
+    settings.STRIPE_RECONCILE_AFTER_SECONDS = 0  # in flight long enough to be settled
     [(made, status)] = _intents_naming(payment)
     assert status == "requires_confirmation"
 
@@ -183,8 +186,11 @@ def test_reconcile_when_our_create_reached_stripe_but_its_answer_was_lost_then_t
     assert verify()[0] == 0
 
 
-def test_reconcile_when_our_create_never_reached_stripe_then_canceled_and_nothing_left_charging(fake_stripe, customer):
+def test_reconcile_when_our_create_never_reached_stripe_then_canceled_and_nothing_left_charging(
+    fake_stripe, customer, settings
+):
     payment = _deposit_answer_lost(fake_stripe, customer, reaches_stripe=False)
+    settings.STRIPE_RECONCILE_AFTER_SECONDS = 0
     assert _intents_naming(payment) == []
 
     code, output = reconcile()
@@ -222,3 +228,65 @@ def test_reconcile_when_older_than_the_idempotency_window_and_stripe_has_none_th
 
     assert settled.status == "canceled" and settled.stripe_payment_intent_id is None
     assert _intents_naming(payment) == []
+
+
+def test_reconcile_when_a_payment_is_in_flight_for_less_than_the_settle_delay_then_left_to_its_request(
+    fake_stripe, customer
+):
+    payment = _deposit_answer_lost(fake_stripe, customer, reaches_stripe=True)  # just now: its request may be alive
+
+    code, output = reconcile()
+
+    assert code == 0, output
+    payment.refresh_from_db()
+    assert payment.status == "processing" and payment.stripe_payment_intent_id is None
+    item = ReconcileItem.objects.get(object_type="payment", object_id=payment.pk)
+    assert item.outcome == "matched" and item.note.startswith("in flight for less than")
+    assert [status for _, status in _intents_naming(payment)] == ["requires_confirmation"]  # not touched
+
+
+# --- a card refund left pending (Stripe did not answer when it was asked) ------------------------------------
+
+
+def _refund_left_pending(fake_stripe: Any, customer: Any, merchant: Any) -> Refund:
+    order = _card_order(fake_stripe, customer, merchant)
+    with fake_stripe.unreachable():
+        response = client_for(merchant).post("/api/v1/refunds", {"order": order.pk, "amount": 300}, format="json")
+    assert response.status_code == 502, response.content
+    refund = Refund.objects.get(payment_id=order.payment_id)
+    assert refund.status == "pending"
+    return refund
+
+
+def test_reconcile_when_a_card_refund_is_pending_then_card_clearing_counts_its_posted_reversal(
+    fake_stripe, customer, merchant
+):
+    refund = _refund_left_pending(fake_stripe, customer, merchant)  # younger than STRIPE_RECONCILE_AFTER_SECONDS
+
+    code, output = reconcile()
+
+    assert code == 0, output
+    assert Refund.objects.get(pk=refund.pk).status == "pending"  # its request may still be asking Stripe
+    clearing = ReconcileItem.objects.get(object_type="card_clearing")
+    assert (clearing.outcome, clearing.ours, clearing.stripe) == ("matched", "-700", "-700")
+
+
+def test_reconcile_when_a_card_refund_was_left_pending_then_asked_of_stripe_again_and_settled(
+    fake_stripe, customer, merchant, settings
+):
+    refund = _refund_left_pending(fake_stripe, customer, merchant)
+    settings.STRIPE_RECONCILE_AFTER_SECONDS = 0
+
+    code, output = reconcile()
+
+    assert code == 0, output
+    refund.refresh_from_db()
+    assert refund.status == "succeeded" and refund.stripe_refund_id
+    item = ReconcileItem.objects.get(object_type="refund", object_id=refund.pk)
+    assert (item.outcome, item.ours, item.stripe) == ("fixed", "pending", "succeeded")
+    intent_id = refund.payment.stripe_payment_intent_id
+    assert intent_id is not None
+    assert [r.amount for r in stripe.Refund.list(payment_intent=intent_id).data] == [300]
+    again, _ = reconcile()
+    assert again == 0
+    assert verify()[0] == 0
