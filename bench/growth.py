@@ -192,6 +192,10 @@ def purchase_concurrency(bench: Bench, catalog: Catalog) -> dict[str, Any]:
         "orders_paid": paid,
         "purchases_answered_201": answered,
         "best_clients": best["clients"],
+        # How much of the best rate is left with the most clients: 1.0 means contention costs nothing.
+        "rate_at_most_clients_to_best": (
+            round(levels[str(SWEEP_LEVELS[-1])]["ok_per_s"] / best["ok_per_s"], 2) if best["ok_per_s"] else None
+        ),
         # The table's row shows the best level; each level has a row of its own under it.
         "ok_per_s": best["ok_per_s"],
         "requests_per_s": best["requests_per_s"],

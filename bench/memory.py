@@ -22,6 +22,9 @@ from bench.stack import _children
 from config import gunicorn as production
 
 TARGET_GROWTH_PCT = 10.0
+# Each half stops at its count or after this long, whichever comes first, so a slow machine still ends
+# within the run's budget; a half that stopped short is reported (and the target is then not met).
+HALF_SECONDS_MAX = 240.0
 
 
 def _memory(pid: int) -> dict[str, int] | None:
@@ -122,7 +125,7 @@ def memory_growth(bench: Bench, catalog: Catalog) -> dict[str, Any]:
                 server.base_url,
                 requests,
                 concurrency=16,
-                duration=600,
+                duration=HALF_SECONDS_MAX if not bench.quick else 60.0,
                 max_requests=half,
                 workers=2,
                 idempotency_prefix=f"memory-{label}",
@@ -132,6 +135,8 @@ def memory_growth(bench: Bench, catalog: Catalog) -> dict[str, Any]:
             _no_5xx(bench, f"memory_growth {label}", figures)
             bench.celery_settle()
             phases[label] = figures
+            total = sum(p["requests"] for p in phases.values())
+            print(f"bench: memory_growth: {total:,} requests in, {figures['requests_per_s']} req/s", flush=True)
             shots[label] = _snapshot(groups())
     finally:
         if side is not None:
@@ -151,18 +156,24 @@ def memory_growth(bench: Bench, catalog: Catalog) -> dict[str, Any]:
                     "group": group,
                     "pid": pid,
                     "rss_mib_after_warmup": round(start[group][pid]["rss_kib"] / 1024, 1),
-                    f"rss_mib_after_{half}": round(mid[pid]["rss_kib"] / 1024, 1),
-                    f"rss_mib_after_{2 * half}": round(end[pid]["rss_kib"] / 1024, 1),
-                    f"anon_mib_after_{2 * half}": round(end[pid]["anon_kib"] / 1024, 1),
+                    "rss_mib_after_first_half": round(mid[pid]["rss_kib"] / 1024, 1),
+                    "rss_mib_after_second_half": round(end[pid]["rss_kib"] / 1024, 1),
+                    "anon_mib_after_second_half": round(end[pid]["anon_kib"] / 1024, 1),
                     "growth_pct": round(growth, 2),
                 }
             )
     worst = max((p["growth_pct"] for p in processes), default=None)
+    second = phases["second_half"]
+    short = any(p["requests"] < half for p in phases.values())
+    if short:
+        print(f"bench: memory_growth stopped short of {half:,} requests a half ({HALF_SECONDS_MAX:.0f} s each)")
     if recycled:
         bench.problems.append(f"memory_growth: processes came and went during the measurement: {recycled}")
-    second = phases["second_half"]
     return {
         "requests_per_half": half,
+        "requests_after_first_half": phases["first_half"]["requests"],
+        "requests_after_second_half": phases["first_half"]["requests"] + second["requests"],
+        "stopped_short": short,
         "mix": "GET products, products/{id}, wallet, wallet/transactions, orders, merchant/sales; POST orders "
         "(wallet): one purchase in seven requests",
         "gunicorn_max_requests_production": production.max_requests,
@@ -187,5 +198,6 @@ def memory_growth(bench: Bench, catalog: Catalog) -> dict[str, Any]:
         "latency_ms": second["latency_ms"],
         "errors_by_status": second["errors_by_status"],
         "server_5xx": sum(p["server_5xx"] for p in phases.values()),
-        "met": worst is not None and worst <= TARGET_GROWTH_PCT and not recycled,
+        # Unknown when a half stopped short: the growth between 50,000 and 100,000 was not measured.
+        "met": None if short else worst is not None and worst <= TARGET_GROWTH_PCT and not recycled,
     }

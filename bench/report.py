@@ -122,7 +122,7 @@ def apply_targets(results: dict[str, Any], targets: dict[str, dict[str, Any]]) -
             verdicts.append(bool(own.get("met")))
             texts.append("each applied once")
         elif check:
-            verdicts.append(bool(fig.get(check)))
+            verdicts.append(None if fig.get(check) is None else bool(fig[check]))
         met = False if False in verdicts else (None if None in verdicts else True)
         fig["target"] = {"text": " ".join(texts), "met": met, **spec, "scenario_own": own or None}
 
@@ -139,15 +139,25 @@ def _headline(name: str, fig: dict[str, Any]) -> str:
         if fig.get("growth_exponent") is not None:
             text += f", time ~ n^{fig['growth_exponent']}"
         return text
+    if "levels" in fig and "best_clients" in fig:
+        most = max(fig["levels"], key=int)
+        return (
+            f"best at {fig['best_clients']} clients; {most} clients: {_fmt(fig['rate_at_most_clients_to_best'])}x best"
+        )
     if "worst_deep_to_first_p50" in fig:
         return f"deep/first p50 worst {_fmt(fig['worst_deep_to_first_p50'])}x"
     if "deep_to_first_p50" in fig:
         return f"deep/first p50 {_fmt(fig['deep_to_first_p50'])}x"
     if "worst_growth_pct" in fig:
         note = ", recycling off" if fig.get("recycling_off_for_the_measurement") else ""
+        if fig.get("stopped_short"):
+            note += (
+                f", stopped short: {fig['requests_after_second_half']:,} of {2 * fig['requests_per_half']:,} requests"
+            )
         return f"RSS growth worst {_fmt(fig['worst_growth_pct'])} %{note}"
     if "growth_pct" in fig:
-        return f"{fig['group']} {fig['pid']}: {_fmt(fig['rss_mib_after_warmup'])} MiB, +{_fmt(fig['growth_pct'])} %"
+        steps = (fig.get(k) for k in ("rss_mib_after_warmup", "rss_mib_after_first_half", "rss_mib_after_second_half"))
+        return f"RSS {' > '.join(_fmt(v) for v in steps)} MiB, {fig['growth_pct']:+.2f} %"
     return ""
 
 

@@ -188,6 +188,8 @@ def test_bench_quick_when_run_then_the_growth_scenarios_report_their_figures(qui
     assert memory["processes_replaced"] == []
     assert memory["recycling_off_for_the_measurement"] in (True, False)
     assert memory["phases"]["first_half"]["requests"] == memory["phases"]["second_half"]["requests"]
+    assert memory["requests_after_second_half"] == 2 * memory["requests_per_half"]
+    assert memory["stopped_short"] is False
     assert memory["phases"]["second_half"]["server_5xx"] == 0
 
     # The growth set is built once and kept: its build is apart from the run's time, like the template's.

@@ -85,6 +85,11 @@ def test_targets_when_growth_figures_are_in_then_judged_on_their_bounds():
     assert scenarios["purchase_concurrency"]["target"] == {"text": "none set", "met": None}
 
 
+def test_targets_when_memory_was_not_measured_to_the_count_then_met_is_unknown():
+    short = {"status": "ok", "worst_growth_pct": 1.5, "met": None, "stopped_short": True}
+    assert _run(memory_growth=short)["scenarios"]["memory_growth"]["target"]["met"] is None
+
+
 def test_table_when_scenarios_have_rows_then_each_row_and_verdict_is_printed():
     results = _run(
         baseline_django_ping=_load(1000),
