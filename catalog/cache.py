@@ -8,13 +8,18 @@ the version after their transaction commits (``catalog_cache_bump_on_commit``).
 Readers fetch the version *before* they query the database, so a body built
 from rows read before a commit is stored under the version that the commit's
 bump makes obsolete: a buyer never sees a product in stock after it sold out.
+Each process holds the version in a ``VersionWatch`` that Redis keeps true with
+invalidation messages (client-side caching), so a cached hit makes no round
+trip at all; a bump returns only once every watcher has its invalidation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
+import os
 import secrets
 import threading
 import time
@@ -50,11 +55,7 @@ _raw_get: Callable[[], Any] | None = None
 
 
 def _read_version() -> Any:
-    """The version in one cache round trip; on Redis, a plain GET through redis-py.
-
-    django-redis stores integers unpickled, so the raw value is the number's
-    digits: asking redis-py directly skips django-redis's key and pickling layers.
-    """
+    """The version: on Redis from this process's watched copy (no round trip while it holds), else a cache GET."""
     global _raw_get
     if _raw_get is None:
         _raw_get = _raw_reader()
@@ -68,15 +69,102 @@ def _raw_reader() -> Callable[[], Any]:
         return lambda: cache.get(VERSION_KEY)
     from django_redis import get_redis_connection
 
-    client = get_redis_connection("default")
-    key = cache.make_key(VERSION_KEY)
-    return lambda: client.get(key)
+    return VersionWatch(get_redis_connection("default").connection_pool, cache.make_key(VERSION_KEY)).get
 
 
-def _reset_reader() -> None:
+def reset_reader() -> None:
     """Forgets the resolved reader (tests that swap the cache backend)."""
     global _raw_get
     _raw_get = None
+
+
+def version_watch() -> VersionWatch | None:
+    """The watch this process reads the version through, once resolved (None off Redis)."""
+    return getattr(_raw_get, "__self__", None)
+
+
+class VersionWatch:
+    """This process's copy of the version, kept true by Redis's invalidation messages (client-side caching).
+
+    One RESP3 connection of its own has ``CLIENT TRACKING ON``: after it reads the key, Redis pushes an
+    invalidation down that connection the moment anyone changes it. A read first looks whether anything
+    arrived (a poll of the socket, no round trip); anything at all (an invalidation, a flush, a closed
+    connection) drops the copy and the key is read again, which also tracks it again. A bump is sent to
+    every watcher while the bumping command runs, before its writer even hears back, so a request that
+    follows the writer's answer finds the invalidation already waiting (the same ordering Redis gives its
+    own client-side caching). On any error the copy is dropped, the connection closed and the caller told,
+    so the next read starts over on a new connection (a missed invalidation is never trusted).
+
+    django-redis stores integers unpickled, so the value is the number's digits.
+    """
+
+    def __init__(self, pool: Any, key: str) -> None:
+        self.pool = pool
+        self.key = key
+        self.lock = threading.Lock()
+        self.connection: Any = None
+        self.pid = 0
+        self.value: bytes | None = None
+        self.reads = 0  # round trips made (tests, the bench's profile)
+        self.client_id = 0  # the connection's id at Redis (CLIENT LIST)
+
+    def get(self) -> bytes | None:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        with self.lock:
+            try:
+                return self._get()
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                self._drop()  # a closed connection (Redis restarted): once more on a new one
+            try:
+                return self._get()
+            except BaseException:
+                self._drop()
+                raise
+
+    def _get(self) -> bytes | None:
+        connection = self._connection()
+        while connection.can_read(timeout=0):  # every push means: read again
+            connection.read_response(push_request=True)
+            self.value = None
+        if self.value is None:
+            connection.send_command("GET", self.key)
+            value = connection.read_response()
+            self.reads += 1
+            if value is None:  # no version yet: the caller makes one; nothing to keep
+                return None
+            self.value = bytes(value)
+        return self.value
+
+    def _connection(self) -> Any:
+        if self.connection is not None and self.pid == os.getpid():
+            return self.connection
+        self.connection = None  # one inherited across a fork is the parent's: never read from it
+        self.value = None
+        kwargs = {**self.pool.connection_kwargs, "protocol": 3}
+        connection = self.pool.connection_class(**kwargs)
+        connection.connect()
+        connection.send_command("CLIENT", "SETNAME", "catalog-version-watch")  # for CLIENT LIST
+        connection.read_response()
+        connection.send_command("CLIENT", "ID")
+        self.client_id = int(connection.read_response())
+        connection.send_command("CLIENT", "TRACKING", "ON")
+        if connection.read_response() not in (b"OK", "OK"):
+            raise ConnectionError("Redis refused CLIENT TRACKING")
+        self.connection, self.pid = connection, os.getpid()
+        return connection
+
+    def close(self) -> None:
+        with self.lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        self.value = None
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.disconnect()
 
 
 class _LocalBodies:
@@ -127,14 +215,30 @@ local_bodies = _LocalBodies(max_bytes=32 * 1024 * 1024)
 
 
 def catalog_cache_bump() -> None:
-    """Makes every cached public body obsolete at once (one INCR)."""
+    """Makes every cached public body obsolete at once (one INCR), and returns only once every process
+    watching the version has its invalidation (``VersionWatch``).
+
+    Redis writes the INCR's reply and the watchers' invalidations in the same pass, in no fixed order; a
+    second command (PING) is read only after that pass, so when its answer arrives every invalidation
+    has left Redis, and a request that follows this writer's answer finds it waiting at its process.
+    """
     try:
         try:
             cache.incr(VERSION_KEY)
         except ValueError:  # no version yet: nothing is cached under one either
             cache.add(VERSION_KEY, _fresh_version(), timeout=None)
+        _after_invalidations()
     except Exception:
         logger.exception("catalog cache bump failed; cached bodies expire within the TTL")
+
+
+def _after_invalidations() -> None:
+    from django_redis.cache import RedisCache
+
+    if isinstance(caches["default"], RedisCache):
+        from django_redis import get_redis_connection
+
+        get_redis_connection("default").ping()
 
 
 def catalog_cache_bump_on_commit() -> None:
