@@ -198,10 +198,18 @@ def run_wrk(
                 raise
             proc.returncode = os.waitstatus_to_exitcode(wait_status)
         printed = stdout_path.read_text(errors="replace")
-        if proc.returncode != 0 or not out.exists():
+        # Every thread left its mark (and its records) once all its requests were answered; without
+        # them -d ended the run.
+        drained = all(Path(tmp, f"out.drained.{t}").exists() for t in range(threads))
+        own = [Path(tmp, f"out.thread.{t}") for t in range(threads)]
+        if proc.returncode != 0 and not (drained and all(path.exists() for path in own)):
             raise RuntimeError(f"wrk exited with {proc.returncode}:\n{printed[-2000:]}")
-        rows, details, wall = _parse(out.read_text())
-        # Every thread left its mark once all its requests were answered; without them -d ended the run.
-        details["drained"] = all(Path(tmp, f"out.drained.{t}").exists() for t in range(threads))
+        if proc.returncode == 0 and not out.exists():
+            raise RuntimeError(f"wrk wrote no report:\n{printed[-2000:]}")
+        text = "".join(path.read_text() for path in own if path.exists())
+        rows, details, wall = _parse(text + (out.read_text() if out.exists() else ""))
+        details["drained"] = drained
+        if proc.returncode != 0:  # died tearing down after every answer was in: the records are whole
+            details["wrk_exit_after_drain"] = proc.returncode
     details["threads"] = threads
     return WrkRun(rows=rows, wall=wall, cpu_seconds=usage.ru_utime + usage.ru_stime, threads=threads, details=details)
