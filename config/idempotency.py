@@ -191,13 +191,13 @@ class IdempotencyMiddleware:
         scope = request_scope(request)
         path = request.get_full_path()
         fingerprint = request_fingerprint(request.method, path, body)
-        row, answer = self._claim(scope=scope, key=key, fingerprint=fingerprint, path=path)
+        row, answer, new = self._claim(scope=scope, key=key, fingerprint=fingerprint, path=path)
         if answer is not None:
             return answer
         assert row is not None
 
         try:
-            with request_key_set(request_key_for(scope, key)):
+            with request_key_set(request_key_for(scope, key), new=new):
                 response = self.get_response(request)
         except BaseException:
             # No answer was given: the retry runs again and resumes what this one began
@@ -212,8 +212,9 @@ class IdempotencyMiddleware:
 
     def _claim(
         self, *, scope: str, key: str, fingerprint: str, path: str
-    ) -> tuple[IdempotencyKey | None, HttpResponse | None]:
-        """Inserts the claim, or answers from the row another request left: replay, 409 or 422."""
+    ) -> tuple[IdempotencyKey | None, HttpResponse | None, bool]:
+        """Inserts the claim, or answers from the row another request left: replay, 409 or 422. The flag is
+        True for a claim inserted just now (``current_request_is_new``), False for one taken over."""
         for _ in range(_CLAIM_ATTEMPTS):
             now = timezone.now()
             row = IdempotencyKey(
@@ -227,7 +228,7 @@ class IdempotencyMiddleware:
                 expires_at=now + settings.IDEMPOTENCY_TTL,
             )
             if insert_unless_taken(row, unique=("scope", "key")):
-                return row, None
+                return row, None, True
 
             existing = IdempotencyKey.objects.filter(scope=scope, key=key).first()
             if existing is None:  # released between our insert and this read
@@ -236,14 +237,15 @@ class IdempotencyMiddleware:
                 IdempotencyKey.objects.filter(pk=existing.pk, expires_at__lte=now).delete()
                 continue
             if existing.request_hash != fingerprint:
-                return None, error_response(
-                    IdempotencyKeyReused(
-                        f"This {HEADER} was already used with a different request.",
-                        param=HEADER,
-                    )
+                return (
+                    None,
+                    error_response(
+                        IdempotencyKeyReused(f"This {HEADER} was already used with a different request.", param=HEADER)
+                    ),
+                    False,
                 )
             if existing.status == IdempotencyKeyStatus.COMPLETED:
-                return None, _replay(existing)
+                return None, _replay(existing), False
             if existing.locked_at <= now - _lock_timeout():
                 taken = IdempotencyKey.objects.filter(
                     pk=existing.pk, status=IdempotencyKeyStatus.IN_PROGRESS, locked_at=existing.locked_at
@@ -251,10 +253,10 @@ class IdempotencyMiddleware:
                 if taken:
                     logger.warning("idempotency claim abandoned, taken over", extra={"scope": scope})
                     existing.locked_at = now
-                    return existing, None
+                    return existing, None, False
                 continue
             break
-        return None, error_response(IdempotencyKeyInUse(param=HEADER))
+        return None, error_response(IdempotencyKeyInUse(param=HEADER)), False
 
     @staticmethod
     def _complete(row: IdempotencyKey, response: HttpResponse) -> None:

@@ -10,7 +10,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Role, User
@@ -20,6 +20,7 @@ from catalog.models import Delivery
 from config import metrics
 from config.db import insert_values, prepared_cursor, retry_on_contention
 from config.errors import CardDeclined, InvalidStatus, PaymentMethodInvalid, StripeUnavailable, ValidationFailed
+from config.request_keys import current_request_is_new
 from orders.errors import OnlyCustomersBuy
 from orders.models import Order, OrderEvent, OrderEventType, OrderStatus, WebhookEndpoint
 from orders.services.cancel import order_close_pending, payment_intent_cancel
@@ -42,7 +43,13 @@ from orders.services.terms import (
     terms_remember,
 )
 from payments.models import Payment, PaymentKind, PaymentMethodType
-from payments.services.charges import card_payment_confirm, payment_build, payment_create, payment_for_request
+from payments.services.charges import (
+    card_payment_confirm,
+    payment_build,
+    payment_create,
+    payment_for_request,
+    payment_request_clash,
+)
 from wallets.ledger import Leg, ledger_post_statement, ledger_refusal, wallet_id_for
 from wallets.models import EntryKind
 
@@ -70,14 +77,27 @@ def order_place(
     """
     if not buyer.is_customer:
         raise OnlyCustomersBuy()
-    earlier = _order_for_request(buyer)
+    # A claim inserted just now knows of no earlier attempt: no look-up (one query less per purchase).
+    earlier = None if current_request_is_new() else _order_for_request(buyer)
     if earlier is not None:  # this request's first attempt made it: resume it, never a second order
-        return earlier if earlier.payment_method == PaymentMethodType.WALLET else _card_charge(earlier, card)
-    if payment_method == PaymentMethodType.WALLET:
-        return order_buy_with_wallet(buyer=buyer, product_id=product_id, quantity=quantity)
-    if payment_method == PaymentMethodType.CARD:
+        return _resumed(earlier, card)
+    if payment_method not in (PaymentMethodType.WALLET, PaymentMethodType.CARD):
+        raise ValidationFailed("payment_method must be wallet or card.", param="payment_method")
+    try:
+        if payment_method == PaymentMethodType.WALLET:
+            return order_buy_with_wallet(buyer=buyer, product_id=product_id, quantity=quantity)
         return order_buy_with_card(buyer=buyer, product_id=product_id, quantity=quantity, card=card)
-    raise ValidationFailed("payment_method must be wallet or card.", param="payment_method")
+    except IntegrityError as clash:
+        # The request made its payment before although its claim is new (the claim was lost, or the key
+        # came back after it expired): the payment's unique request_key refused a second; resume the first.
+        earlier = _order_for_request(buyer) if payment_request_clash(clash) else None
+        if earlier is None:
+            raise
+        return _resumed(earlier, card)
+
+
+def _resumed(order: Order, card: str | None) -> Order:
+    return order if order.payment_method == PaymentMethodType.WALLET else _card_charge(order, card)
 
 
 def order_buy_with_wallet(*, buyer: User, product_id: str, quantity: int = 1) -> Order:

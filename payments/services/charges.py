@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import stripe
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -61,6 +61,16 @@ def payment_build(
         updated_at=now,
         succeeded_at=now if is_wallet else None,
     )
+
+
+# The unique constraint on Payment.request_key (Django's name for a unique field's constraint).
+REQUEST_KEY_CONSTRAINT = "payments_payment_request_key_key"
+
+
+def payment_request_clash(error: IntegrityError) -> bool:
+    """Whether ``error`` is a second payment for a request that made one already (its ``request_key``)."""
+    diag = getattr(error.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None) == REQUEST_KEY_CONSTRAINT
 
 
 def payment_for_request(*, kind: PaymentKind) -> Payment | None:

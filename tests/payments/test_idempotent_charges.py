@@ -116,3 +116,19 @@ def test_card_order_stripe_idempotency_key_derives_from_client_key_and_scope(fak
     assert _post(customer_api, ORDERS, body, "client-key-1").status_code == 201
 
     assert sent == [f"pi-create-{request_key_for(f'usr:{customer_api.user.pk}', 'client-key-1')}"]
+
+
+def test_card_order_when_its_claim_was_lost_then_the_retry_resumes_it_through_the_payment(fake_stripe, customer_api):
+    pm = fake_stripe.attach_card(customer_api.user)
+    body = {"product": ProductFactory.create(price=1500, stock=3).pk, "payment_method": "card", "card": pm}
+    with fake_stripe.unreachable():
+        first = _post(customer_api, ORDERS, body, "buy-lost-claim")
+    IdempotencyKey.objects.all().delete()  # the retry's claim is new, but the payment remembers the request
+
+    retry = _post(customer_api, ORDERS, body, "buy-lost-claim")
+
+    assert first.status_code == 502
+    assert retry.status_code == 201, retry.content
+    assert retry.json()["id"] == Order.objects.get().pk
+    assert Payment.objects.count() == 1
+    assert len(_intents()) <= 1
