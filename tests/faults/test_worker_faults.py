@@ -126,7 +126,8 @@ def merchant_endpoint() -> Iterator[HoldingReceiver]:
 
 def _sweep_deliveries() -> None:
     """What beat sends every minute (``orders.tasks.deliveries_retry_due``), through the stack's own broker."""
-    with Celery(broker=embedded.celery_broker_url(settings.REDIS_URL)) as app:
+    # Not the current app: this process keeps queueing its own tasks eagerly (config.queue.task_named).
+    with Celery(broker=embedded.celery_broker_url(settings.REDIS_URL), set_as_current=False) as app:
         app.send_task("orders.tasks.deliveries_retry_due")
 
 
