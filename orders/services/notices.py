@@ -82,7 +82,7 @@ def refund_notice_on_commit(order_id: str, refunded: int) -> None:
 
 
 def _order(order_id: str) -> Order | None:
-    return Order.objects.select_related("buyer", "merchant", "product").filter(pk=order_id).first()
+    return next(iter(_orders([order_id])), None)
 
 
 def _common(order: Order) -> dict[str, object]:

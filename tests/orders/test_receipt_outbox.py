@@ -33,6 +33,13 @@ def _paid_orders(merchant: Any, count: int) -> list[str]:
     return ids
 
 
+def _product_funded_for(merchant: Any, customer: Any) -> Any:
+    """A product of three units and a customer with the money for them."""
+    product = ProductFactory.create(merchant=merchant, price=1000, stock=3, fulfillment="KEY-3")
+    fund(customer, 5000)
+    return product
+
+
 def test_wallet_purchase_when_it_commits_then_its_receipt_is_due_in_the_same_statement(
     merchant: Any, customer: Any, customer_api: APIClient, product: Any
 ) -> None:
@@ -49,8 +56,7 @@ def test_wallet_purchase_when_it_commits_then_its_receipt_is_due_in_the_same_sta
 def test_wallet_purchase_when_the_caller_rolls_back_then_no_receipt_is_due_nor_sent(
     merchant: Any, customer: Any
 ) -> None:
-    product = ProductFactory.create(merchant=merchant, price=1000, stock=3, fulfillment="KEY-3")
-    fund(customer, 5000)
+    product = _product_funded_for(merchant, customer)
 
     with pytest.raises(RuntimeError), transaction.atomic():
         order_buy_with_wallet(buyer=customer, product_id=product.pk)
@@ -63,8 +69,7 @@ def test_wallet_purchase_when_the_caller_rolls_back_then_no_receipt_is_due_nor_s
 def test_wallet_purchase_when_committed_then_the_kick_sends_the_receipt_and_empties_the_outbox(
     merchant: Any, customer: Any
 ) -> None:
-    product = ProductFactory.create(merchant=merchant, price=1000, stock=3, fulfillment="KEY-3")
-    fund(customer, 5000)
+    product = _product_funded_for(merchant, customer)
 
     order = order_buy_with_wallet(buyer=customer, product_id=product.pk)  # autocommit: the kick runs the drain
 
