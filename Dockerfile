@@ -45,4 +45,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; host = os.environ.get('ALLOWED_HOSTS', 'localhost').split(',')[0].strip().lstrip('.').replace('*', 'localhost') or 'localhost'; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:8000/healthz', headers={'Host': host}), timeout=4)"]
 
-CMD ["gunicorn", "-c", "config/gunicorn.py", "--no-control-socket", "config.wsgi"]
+# granian in WSGI mode (config/serve.py, WEB_* variables); the contract's
+# `gunicorn -c config/gunicorn.py config.wsgi` serves the same app if given as the command.
+CMD ["python", "-m", "config.serve"]

@@ -107,8 +107,7 @@ WORKER_PID=$!
 BEAT_PID=$!
 
 say "starting the web server on ${BASE_URL}"
-GUNICORN_BIND="127.0.0.1:${WEB_PORT}" WEB_CONCURRENCY=2 GUNICORN_GRACEFUL_TIMEOUT=5 \
-    "$PY" -m gunicorn -c config/gunicorn.py config.wsgi &
+"$PY" -m config.serve --bind "127.0.0.1:${WEB_PORT}" --workers 2 --graceful-timeout 5 &
 WEB_PID=$!
 wait_for "${BASE_URL}/api/v1/products" 60 "$WEB_PID"
 

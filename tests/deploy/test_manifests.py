@@ -9,7 +9,9 @@ tests/deploy/schemas/ (source and licence in its README.md).
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +21,8 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+
+from config import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "deploy" / "k8s"
@@ -169,13 +173,27 @@ def test_long_running_pods_when_started_then_wait_for_migrations_first(name):
 # --- the roles ----------------------------------------------------------------
 
 
-def test_web_when_deployed_then_gunicorn_on_8000_with_health_probes():
+def _web_env() -> dict[str, str]:
+    return {item["name"]: item["value"] for item in _main_container(_one("Deployment", "payments-web"))["env"]}
+
+
+def _serve_config_in_pod(monkeypatch: pytest.MonkeyPatch) -> serve.ServerConfig:
+    """What config/serve.py reads from the web container's environment (nothing of this process's)."""
+    for name in [name for name in os.environ if name.startswith("WEB_")]:
+        monkeypatch.delenv(name)
+    for name, value in {**_config_map_data(), **_web_env()}.items():
+        monkeypatch.setenv(name, value)
+    return serve.config_from_env()
+
+
+def test_web_when_deployed_then_config_serve_on_8000_with_health_probes(monkeypatch):
     web = _one("Deployment", "payments-web")
     container = _main_container(web)
     allowed_hosts = _config_map_data()["ALLOWED_HOSTS"].split(",")
 
-    assert container["command"][:3] == ["gunicorn", "-c", "config/gunicorn.py"]
-    assert container["command"][-1] == "config.wsgi"
+    assert container["command"] == ["python", "-m", "config.serve"]
+    # No flag: the port is the launcher's WEB_BIND default, the one the ports, probes and Service name.
+    assert _serve_config_in_pod(monkeypatch).port == 8000
     assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
@@ -185,11 +203,40 @@ def test_web_when_deployed_then_gunicorn_on_8000_with_health_probes():
         # Django answers 400 to a Host outside ALLOWED_HOSTS, and the kubelet sends the pod IP.
         (host,) = [header["value"] for header in http["httpHeaders"] if header["name"] == "Host"]
         assert host in allowed_hosts, probe
-    # gunicorn keeps its worker heartbeats in /dev/shm (config/gunicorn.py).
-    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+
+
+def test_web_when_deployed_then_metrics_dir_made_by_config_serve_is_in_memory(monkeypatch):
+    web = _one("Deployment", "payments-web")
+    mounts = {mount["mountPath"]: mount["name"] for mount in _main_container(web)["volumeMounts"]}
     volumes = {volume["name"]: volume for volume in _pod_spec(web)["volumes"]}
+    assert "PROMETHEUS_MULTIPROC_DIR" not in {**_config_map_data(), **_web_env()}, "left to config/serve.py"
+    # Registered first, so the variable metrics_dir_prepare sets is taken back after the test.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+
+    made = serve.metrics_dir_prepare()
+    try:
+        assert made is not None
+        assert made.parent == Path("/dev/shm")
+    finally:
+        if made is not None:
+            shutil.rmtree(made)
     assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
-    assert "worker_tmp_dir = _SHM if" in (ROOT / "config" / "gunicorn.py").read_text()
+
+
+def test_web_when_deployed_then_sized_for_its_limits_and_stopped_within_its_grace_period(monkeypatch):
+    web = _one("Deployment", "payments-web")
+    limits = _main_container(web)["resources"]["limits"]
+    assert not [name for name in {**_config_map_data(), **_web_env()} if name.startswith("GUNICORN_")]
+
+    sized = _serve_config_in_pod(monkeypatch)
+
+    # os.cpu_count() in a container is the node's: the manifest gives one worker per core of the limit.
+    assert sized.workers == int(limits["cpu"])
+    assert sized.kill_timeout_s < _pod_spec(web)["terminationGracePeriodSeconds"]
+    # Every worker at the RSS bound, the main process (~40 MiB) and a replacement starting (~120 MiB).
+    assert limits["memory"].endswith("Gi")
+    assert 0 < sized.max_rss_mib * sized.workers + 40 + 120 < int(limits["memory"].removesuffix("Gi")) * 1024
 
 
 def test_web_service_and_budget_when_deployed_then_select_the_web_pods():
