@@ -119,13 +119,8 @@ def chaos(bench: Any) -> dict[str, Any]:
         "STRIPE_MAX_NETWORK_RETRIES": "0",
     }
     port = free_port()
-    gunicorn = [
-        str(Path(PYTHON).parent / "gunicorn"),
-        "config.wsgi:application",
-        "--config",
-        str(ROOT / "config/gunicorn.py"),
-    ]
-    web = _spawn("web", [*gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4"], env)
+    server = [PYTHON, "-m", "config.serve", "--graceful-timeout", "5"]
+    web = _spawn("web", [*server, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4"], env)
     workers = [_worker(env, 1)]
     base = f"http://127.0.0.1:{port}"
     statuses: Counter[str] = Counter()

@@ -21,7 +21,7 @@ from typing import Any
 from bench.pgbouncer import PgBouncer
 from bench.report import apply_targets, table, write_json
 from bench.stack import ROOT, Stack, migrations_fingerprint
-from config import gunicorn as production
+from config.serve import config_from_env
 
 # A hard stop. The growth scenarios (100,000 requests for memory_growth, the concurrency sweep, the deep pages
 # and ledger_verify over 10 million postings) add about five minutes to the earlier ~5; their data set's
@@ -80,7 +80,7 @@ def _versions(stack: Stack) -> dict[str, Any]:
         "djangorestframework-simplejwt",
         "dj-stripe",
         "stripe",
-        "gunicorn",
+        "granian",
         "psycopg",
         "django-redis",
         "celery",
@@ -125,10 +125,11 @@ def _settings(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "mode": "quick" if args.quick else "full",
         "server": {
-            "command": "gunicorn config.wsgi:application --config config/gunicorn.py",
-            "worker_class": "gthread" if stack.threads > 1 else "sync",
+            "command": " ".join(["python", *stack.web_argv()[1:]]),
+            "implementation": "granian, WSGI interface",
             "workers": stack.workers,
             "threads": stack.threads,
+            "max_rss_mib": config_from_env().max_rss_mib,
             "bind": f"127.0.0.1:{stack.web_port}",
             "db_conn_max_age": env.get("DB_CONN_MAX_AGE", "60 (settings default)"),
         },
@@ -153,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         "--output", type=Path, help="JSON file (default bench/results.json, --quick: results-quick.json)"
     )
     parser.add_argument("--only", nargs="*", choices=(*DEFAULT, *OPT_IN), help="run only these scenarios")
-    # By default the server runs as config/gunicorn.py sizes it for this machine.
+    # By default the server runs as config/serve.py sizes it for this machine.
+    production = config_from_env()
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", production.workers)))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_WEB_THREADS", production.threads)))
     parser.add_argument(

@@ -3,7 +3,7 @@
 
 The large data set is built once per migration set (``bench.ledger_gen.growth_fill``) into a database of
 its own that is kept between runs and opened read-only; its build time is reported apart, like the
-migrated template's. A second gunicorn, configured as the first but on that database, serves the pages.
+migrated template's. A second web server, configured as the first but on that database, serves the pages.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import math
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -98,19 +98,16 @@ def _build_steps(conn: psycopg.Connection[Any], name: str) -> dict[str, Any]:
 
 @dataclass
 class SideServer(Stack):
-    """Another gunicorn, configured as the bench's (config/gunicorn.py, the same workers, secret key and
-    Redis), on a database of its choosing, with extra gunicorn arguments; logs under var/bench/<label>-*."""
+    """Another web server, configured as the bench's (config/serve.py, the same workers, secret key and
+    Redis), on a database of its choosing; logs under var/bench/<label>-*."""
 
     label: str = "side"
-    extra_args: list[str] = field(default_factory=list)
 
     def _spawn(self, name: str, argv: list[str]) -> Any:
         import subprocess
 
         from bench.stack import ROOT, _die_with_parent
 
-        if name == "gunicorn":
-            argv = [*argv, *self.extra_args]
         log = (VAR / f"{self.label}-{name}.log").open("wb")
         proc = subprocess.Popen(
             argv, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
@@ -119,9 +116,7 @@ class SideServer(Stack):
         return proc
 
 
-def side_server(
-    bench: Bench, *, label: str, database: str | None = None, extra_args: list[str] | None = None
-) -> SideServer:
+def side_server(bench: Bench, *, label: str, database: str | None = None) -> SideServer:
     main = bench.stack
     side = SideServer(
         quick=main.quick,
@@ -131,7 +126,6 @@ def side_server(
         secret_key=main.secret_key,
         webhook_secret=main.webhook_secret,
         label=label,
-        extra_args=extra_args or [],
     )
     side.stripe_port = main.stripe_port
     side.server_db_url = main.server_db_url

@@ -1,9 +1,9 @@
 """Memory as requests add up (issue 18, item 4): the resident set of every web worker and Celery process
 after 50,000 and after 100,000 requests of the main API mix, and how much it grew in between.
 
-It runs on a gunicorn of its own, configured as the bench's; when config/gunicorn.py's ``max_requests``
-would recycle a worker within the measurement, that one server runs with recycling off (said in the
-figures), since a recycled worker's memory says nothing about growth.
+It runs on the bench's own server, as production runs (config/serve.py): a worker is replaced only when
+its memory passes ``WEB_MAX_RSS_MIB``, never after a count of requests, so what grows shows here. A
+process replaced during the measurement is listed and the target is then not met.
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ from typing import Any
 
 from bench import seed
 from bench.core import Bench, Missing, _auth, _has_route, _json, _no_5xx
-from bench.growth import side_server
 from bench.load import Req, run_load
 from bench.purchases import Catalog
 from bench.report import summarize_load
 from bench.stack import _children
-from config import gunicorn as production
+from config.serve import config_from_env
 
 TARGET_GROWTH_PCT = 10.0
 # Each half stops at its count or after this long, whichever comes first, so a slow machine still ends
@@ -89,63 +88,51 @@ def memory_growth(bench: Bench, catalog: Catalog, ends_at: float | None = None) 
             raise Missing(f"{route} is not routed yet")
     half = 50_000 if not bench.quick else 400
     requests = _mix(bench, catalog)
-    workers = bench.stack.workers
-    per_worker = 2 * half / max(1, workers)
-    floor = production.max_requests - production.max_requests_jitter if production.max_requests else 0
-    # A worker would be recycled within the measurement: measure with recycling off, and say so.
-    recycling_off = bool(production.max_requests) and floor < 1.5 * per_worker
-    # The bench's own server unless its recycling has to be off for the measurement.
-    side = side_server(bench, label="memory", extra_args=["--max-requests", "0"]) if recycling_off else None
-    server = side or bench.stack
+    max_rss_mib = config_from_env().max_rss_mib
+    server = bench.stack
+    master = server.procs["web"].pid
     phases: dict[str, Any] = {}
-    try:
-        if side is not None:
-            side.start_web()
-        master = server.procs["gunicorn"].pid
 
-        def groups() -> dict[str, list[int]]:
-            celery = bench.stack.pids("celery")
-            return {"web": _children(master), "celery": celery}
+    def groups() -> dict[str, list[int]]:
+        return {"web": _children(master), "celery": bench.stack.pids("celery")}
 
-        warm = run_load(
+    # Enough for every worker to have served each kind of request a few hundred times before the count starts.
+    warm = run_load(
+        server.base_url,
+        requests,
+        concurrency=16,
+        duration=60,
+        max_requests=3000 if not bench.quick else 100,
+        workers=2,
+        idempotency_prefix="memory-warm",
+    )
+    warm_figures = summarize_load(warm)
+    _no_5xx(bench, "memory_growth warm-up", warm_figures)
+    bench.celery_settle()
+    start = _snapshot(groups())
+    shots = {"after_warmup": start}
+    for n, label in enumerate(("first_half", "second_half")):
+        cap = HALF_SECONDS_MAX if not bench.quick else 60.0
+        if ends_at is not None:
+            cap = max(5.0, min(cap, (ends_at - time.monotonic() - 60) / (2 - n)))
+        started = time.perf_counter()
+        result = run_load(
             server.base_url,
             requests,
             concurrency=16,
-            duration=60,
-            max_requests=1000 if not bench.quick else 100,
+            duration=cap,
+            max_requests=half,
             workers=2,
-            idempotency_prefix="memory-warm",
+            idempotency_prefix=f"memory-{label}",
         )
-        warm_figures = summarize_load(warm)
-        _no_5xx(bench, "memory_growth warm-up", warm_figures)
+        figures = summarize_load(result)
+        figures["wall_seconds"] = round(time.perf_counter() - started, 1)
+        _no_5xx(bench, f"memory_growth {label}", figures)
         bench.celery_settle()
-        start = _snapshot(groups())
-        shots = {"after_warmup": start}
-        for n, label in enumerate(("first_half", "second_half")):
-            cap = HALF_SECONDS_MAX if not bench.quick else 60.0
-            if ends_at is not None:
-                cap = max(5.0, min(cap, (ends_at - time.monotonic() - 60) / (2 - n)))
-            started = time.perf_counter()
-            result = run_load(
-                server.base_url,
-                requests,
-                concurrency=16,
-                duration=cap,
-                max_requests=half,
-                workers=2,
-                idempotency_prefix=f"memory-{label}",
-            )
-            figures = summarize_load(result)
-            figures["wall_seconds"] = round(time.perf_counter() - started, 1)
-            _no_5xx(bench, f"memory_growth {label}", figures)
-            bench.celery_settle()
-            phases[label] = figures
-            total = sum(p["requests"] for p in phases.values())
-            print(f"bench: memory_growth: {total:,} requests in, {figures['requests_per_s']} req/s", flush=True)
-            shots[label] = _snapshot(groups())
-    finally:
-        if side is not None:
-            side.stop()
+        phases[label] = figures
+        total = sum(p["requests"] for p in phases.values())
+        print(f"bench: memory_growth: {total:,} requests in, {figures['requests_per_s']} req/s", flush=True)
+        shots[label] = _snapshot(groups())
 
     processes: list[dict[str, Any]] = []
     recycled: list[str] = []
@@ -181,17 +168,9 @@ def memory_growth(bench: Bench, catalog: Catalog, ends_at: float | None = None) 
         "stopped_short": short,
         "mix": "GET products, products/{id}, wallet, wallet/transactions, orders, merchant/sales; POST orders "
         "(wallet): one purchase in seven requests",
-        "gunicorn_max_requests_production": production.max_requests,
-        "gunicorn_max_requests_jitter_production": production.max_requests_jitter,
-        "recycling_off_for_the_measurement": recycling_off,
-        "server": "a gunicorn of its own, config/gunicorn.py with --max-requests 0" if side else "the bench's",
-        "why": (
-            f"config/gunicorn.py's max_requests {production.max_requests} (jitter {production.max_requests_jitter}) "
-            f"would recycle each of {workers} workers after about {floor}-{production.max_requests} of the "
-            f"~{per_worker:.0f} requests each serves here"
-            if recycling_off
-            else "no worker reaches config/gunicorn.py's max_requests within the measurement"
-        ),
+        "server": "the bench's (config/serve.py)",
+        "web_max_rss_mib_production": max_rss_mib,
+        "web_workers": bench.stack.workers,
         "processes": processes,
         "processes_replaced": recycled,
         "worst_growth_pct": worst,

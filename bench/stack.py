@@ -1,4 +1,4 @@
-"""The stack under test: its database, Redis, the fake Stripe server, gunicorn.
+"""The stack under test: its database, Redis, the fake Stripe server, the web server (config/serve.py).
 
 Every server binds 127.0.0.1, gets SIGTERM if the bench process dies
 (``PR_SET_PDEATHSIG``) and is stopped by the bench when it ends.
@@ -84,7 +84,7 @@ def migrations_fingerprint() -> str:
 @dataclass
 class Stack:
     quick: bool
-    workers: int = 3
+    workers: int = 2
     threads: int = 4
     log_level: str = "INFO"
     admin_url: str = ""
@@ -223,31 +223,28 @@ class Stack:
         lines = done.stdout.decode().strip().splitlines()
         return lines[-1] if lines else None
 
-    def start_web(self) -> None:
-        """gunicorn with the production configuration (config/gunicorn.py), bound to 127.0.0.1;
-        ``workers`` and ``threads`` override the configuration's when the bench is told to."""
-        argv = [
-            str(Path(PYTHON).parent / "gunicorn"),
-            "config.wsgi:application",
-            "--config",
-            str(ROOT / "config" / "gunicorn.py"),
+    def web_argv(self) -> list[str]:
+        """The production web server (config/serve.py) bound to 127.0.0.1; ``workers`` and ``threads``
+        override its defaults when the bench is told to."""
+        return [
+            PYTHON,
+            "-m",
+            "config.serve",
             "--bind",
             f"127.0.0.1:{self.web_port}",
             "--workers",
             str(self.workers),
             "--threads",
             str(self.threads),
-            "--worker-class",
-            "gthread" if self.threads > 1 else "sync",
-            "--timeout",
-            "60",
             "--graceful-timeout",
             "5",
             "--backlog",
             "2048",
         ]
-        self._spawn("gunicorn", argv)
-        _wait_http(f"{self.base_url}/healthz", self.procs["gunicorn"], timeout=60)
+
+    def start_web(self) -> None:
+        self._spawn("web", self.web_argv())
+        _wait_http(f"{self.base_url}/healthz", self.procs["web"], timeout=60)
 
     def start_celery(self) -> None:
         self._spawn(
@@ -275,14 +272,14 @@ class Stack:
         )
 
     def pids(self, name: str) -> list[int]:
-        """A started process and its children (gunicorn's or Celery's workers)."""
+        """A started process and its children (the web server's or Celery's workers)."""
         proc = self.procs.get(name)
         if proc is None:
             return []
         return [proc.pid, *_children(proc.pid)]
 
     def server_pids(self) -> list[int]:
-        return self.pids("gunicorn")
+        return self.pids("web")
 
     def stop(self) -> None:
         for proc in self.procs.values():

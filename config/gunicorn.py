@@ -1,25 +1,29 @@
-"""gunicorn settings for production: ``gunicorn -c config/gunicorn.py config.wsgi``.
+"""gunicorn settings: ``gunicorn -c config/gunicorn.py config.wsgi``, the contract's command for the web.
 
-Sized for a 2-core machine: one process per core plus one, each with a few
-threads, since requests spend much of their time waiting on PostgreSQL and
-Stripe. Every value can be overridden from the environment.
+Production, the image and the bench run granian instead (``python -m config.serve``, chosen by
+measurement: docs/scaling.md); this serves the same application the same way, for a host that runs
+gunicorn. One process per core plus one, each with a few threads, since requests spend much of their
+time waiting on PostgreSQL and Stripe. Every value can be overridden from the environment.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from config.serve import metrics_dir_prepare
 
 _cores = os.cpu_count() or 1
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")  # inside the container; publish it on the host as needed
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", _cores + 1))
-threads = int(os.environ.get("GUNICORN_THREADS", 4))
-# Above Stripe's 10 s timeout with its retries, below what a load balancer waits.
+# The same variable as config/serve.py's (GUNICORN_THREADS, its earlier name, still read).
+threads = int(os.environ.get("WEB_THREADS", os.environ.get("GUNICORN_THREADS", 4)))
+# The master's limit on a worker's heartbeat: a gthread worker's main loop beats while its threads serve,
+# so this catches a stuck worker, not a slow request (nothing here limits a request's time).
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 45))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", 20))
 keepalive = 5
@@ -40,31 +44,17 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # No control socket under ~/.gunicorn (gunicorn >= 25 creates one by default).
 control_socket_disable = True
 
-# Prometheus metrics from every worker (config.metrics): prometheus-client's multiprocess mode keeps
-# each process's values in files under one directory, which /metrics sums. Set in the master when the
-# server starts (so every worker it forks has it before importing prometheus-client; importing this
-# module changes nothing), emptied then, a dead worker's files marked, and our own directory removed.
-_metrics_dir_made = False
+# Prometheus metrics from every worker (config.metrics): prometheus-client's multiprocess directory is set
+# up in the master when the server starts, as config/serve.py does it (importing this module changes
+# nothing), and removed at exit when it was made here.
+_metrics_dir_made: Path | None = None
 
 
 def on_starting(server: Any) -> None:
     global _metrics_dir_made
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        base = _SHM if os.path.isdir(_SHM) else tempfile.gettempdir()  # noqa: PTH112
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="platform-metrics-", dir=base)
-        _metrics_dir_made = True
-    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):
-        stale.unlink()
-
-
-def child_exit(server: Any, worker: Any) -> None:
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)
+    _metrics_dir_made = metrics_dir_prepare()
 
 
 def on_exit(server: Any) -> None:
-    if _metrics_dir_made:
-        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+    if _metrics_dir_made is not None:
+        shutil.rmtree(_metrics_dir_made, ignore_errors=True)

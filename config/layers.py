@@ -51,6 +51,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "config.wsgi",
             "config.asgi",
             "config.gunicorn",
+            "config.serve",
             # Middleware that authenticates (accounts) and is named only in settings.MIDDLEWARE.
             "config.idempotency",
         ),

@@ -10,6 +10,13 @@ from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 from config.redact import scrub_text
 from config.request_context import request_id_var, user_id_var
 
+# One JSON object per line, for Django's loggers (settings.LOGGING) and the web server's own (config.serve).
+JSON_FORMATTER = {
+    "()": "config.logging.JsonFormatter",
+    "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+    "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+}
+
 
 class RequestContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:

@@ -16,6 +16,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from config import embedded
+from config.logging import JSON_FORMATTER
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -133,7 +134,10 @@ if DATABASE_POOL:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
-        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=env.int("GUNICORN_THREADS", default=4)),
+        # One connection per request thread (config/serve.py's WEB_THREADS; GUNICORN_THREADS its earlier name).
+        "max_size": env.int(
+            "DATABASE_POOL_MAX_SIZE", default=env.int("WEB_THREADS", default=env.int("GUNICORN_THREADS", default=4))
+        ),
         "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -444,11 +448,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"request_context": {"()": "config.logging.RequestContextFilter"}},
     "formatters": {
-        "json": {
-            "()": "config.logging.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
-        },
+        "json": JSON_FORMATTER,
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_context"]},

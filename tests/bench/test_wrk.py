@@ -29,7 +29,7 @@ class Seen:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as gunicorn's gthread worker serves
+    protocol_version = "HTTP/1.1"  # keep-alive, as the web server serves
     # Head and body in one write, no Nagle: else each answer waits out the client's delayed ACK.
     wbufsize = -1
     disable_nagle_algorithm = True

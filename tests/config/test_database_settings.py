@@ -32,7 +32,7 @@ def _settings_with(**env: str) -> dict[str, Any]:
 
 
 def test_database_pool_when_on_then_psycopg_pool_sized_by_threads_and_no_persistent_connections() -> None:
-    got = _settings_with(DATABASE_POOL="true", GUNICORN_THREADS="6", DB_CONN_MAX_AGE="60")
+    got = _settings_with(DATABASE_POOL="true", WEB_THREADS="6", DB_CONN_MAX_AGE="60")
 
     assert got["options"]["pool"] == {"min_size": 1, "max_size": 6, "timeout": 10.0}
     assert got["max_age"] == 0  # Django refuses a pool with persistent connections

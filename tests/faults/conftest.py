@@ -1,5 +1,6 @@
-"""One shared stack per fault module: gunicorn and a real Celery worker on the test database, with the
-platform's Stripe calls going through the fault proxy to the run's fake Stripe server.
+"""One shared stack per fault module: the production web server (config/serve.py) and a real Celery worker
+on the test database, with the platform's Stripe calls going through the fault proxy to the run's fake
+Stripe server.
 """
 
 from __future__ import annotations
@@ -88,8 +89,9 @@ def server_env(database_url: str, stripe_base: str, **extra: str) -> dict[str, s
 
 @dataclass
 class FaultStack:
-    """gunicorn (``web``) and Celery workers (``worker_N``), each in a process group of its own that gets
-    SIGTERM when the test process dies; ``proxy`` sits between them and the fake Stripe server."""
+    """The production web server (``web``, config/serve.py) and Celery workers (``worker_N``), each in a
+    process group of its own that gets SIGTERM when the test process dies; ``proxy`` sits between them
+    and the fake Stripe server."""
 
     logs: Path
     env: dict[str, str]
@@ -108,9 +110,8 @@ class FaultStack:
 
     def start_web(self) -> None:
         port = free_port()
-        argv = [str(BIN / "gunicorn"), "config.wsgi:application", "--config", str(ROOT / "config" / "gunicorn.py")]
-        argv += ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4", "--graceful-timeout", "3"]
-        argv += ["--timeout", "30"]
+        argv = [str(BIN / "python"), "-m", "config.serve", "--bind", f"127.0.0.1:{port}"]
+        argv += ["--workers", "2", "--threads", "4", "--graceful-timeout", "3"]
         self.spawn("web", argv)
         self.web_url = f"http://127.0.0.1:{port}"
         self.wait_ready()
@@ -119,12 +120,12 @@ class FaultStack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.procs["web"].poll() is not None:
-                raise RuntimeError(f"gunicorn exited while starting:\n{self.log('web')}")
+                raise RuntimeError(f"the web server exited while starting:\n{self.log('web')}")
             with contextlib.suppress(requests.RequestException):
                 if requests.get(f"{self.web_url}/healthz", timeout=2).status_code == 200:
                     return
             time.sleep(0.2)
-        raise RuntimeError(f"gunicorn did not answer within {timeout}s:\n{self.log('web')}")
+        raise RuntimeError(f"the web server did not answer within {timeout}s:\n{self.log('web')}")
 
     def start_worker(self) -> str:
         self.workers_started += 1
@@ -165,7 +166,7 @@ class FaultStack:
 def fault_stack(
     fake_stripe_server: str, django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FaultStack]:
-    """gunicorn and one Celery worker, shared by the module's tests (each test flushes the tables itself)."""
+    """The web server and one Celery worker, shared by the module's tests (each test flushes the tables itself)."""
     import redis
 
     redis.Redis.from_url(settings.REDIS_URL).flushdb()  # this run's own Redis database: broker and cache

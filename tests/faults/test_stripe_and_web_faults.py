@@ -1,5 +1,5 @@
 """Faults injected for real (issue 15 item 6 a, d): Stripe slow, resetting, answering 500 or hanging behind
-the fault proxy, and a gunicorn worker SIGKILLed in the middle of a purchase; the client retries with its key.
+the fault proxy, and a web server worker SIGKILLed in the middle of a purchase; the client retries with its key.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def test_card_order_when_stripe_faults_then_retries_give_one_order_and_one_charg
     assert_invariants(first + retries)
 
 
-def test_card_order_when_gunicorn_worker_killed_mid_purchase_then_retry_gives_one_order(
+def test_card_order_when_web_worker_killed_mid_purchase_then_retry_gives_one_order(
     faults: FaultStack, fake_stripe: Any
 ) -> None:
     buyer: Any = CustomerFactory()
@@ -69,7 +69,7 @@ def test_card_order_when_gunicorn_worker_killed_mid_purchase_then_retry_gives_on
     while faults.proxy.seen["delay"] == before:
         assert time.monotonic() < deadline, "the purchase never reached Stripe"
         time.sleep(0.02)
-    for pid in faults.web_workers():  # the arbiter starts new ones
+    for pid in faults.web_workers():  # the server starts new ones
         os.kill(pid, signal.SIGKILL)
     client.join(30)
     faults.proxy.set("pass")

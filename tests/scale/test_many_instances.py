@@ -1,7 +1,9 @@
-"""Two gunicorn servers and two Celery workers on one PostgreSQL, one server through PgBouncer.
+"""Two web servers and two Celery workers on one PostgreSQL, one server through PgBouncer.
 
-Server A and both workers connect directly; server B goes through Debian's PgBouncer in transaction
-mode with prepared statements off (the workers' session advisory locks need a session of their own).
+Server A is the contract's command (gunicorn with config/gunicorn.py), server B production's
+(granian, ``python -m config.serve``). Server A and both workers connect directly; server B goes
+through Debian's PgBouncer in transaction mode with prepared statements off (the workers' session
+advisory locks need a session of their own).
 The flash-sale, double-spend and webhook storms are spread over both servers; then the invariants.
 """
 
@@ -58,7 +60,7 @@ def _die_with_parent() -> None:
 
 @dataclass
 class Instances:
-    """The processes of the test; ``stop()`` ends every one of them (process groups: gunicorn's workers too)."""
+    """The processes of the test; ``stop()`` ends every one of them (process groups: the servers' workers too)."""
 
     logs: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -134,7 +136,8 @@ class Stack:
 
 @pytest.fixture
 def stack(fake_stripe: Any, tmp_path: Path) -> Iterator[Stack]:
-    """Two gunicorn servers (A direct, B through PgBouncer) and two Celery workers; all stopped at the end."""
+    """Two web servers (A gunicorn direct, B granian through PgBouncer) and two Celery workers; all
+    stopped at the end."""
     redis.Redis.from_url(settings.REDIS_URL).flushdb()  # this suite's own Redis database: broker and cache
     direct = _database_url()
     bouncer = PgBouncer(direct, pool_mode="transaction", pool_size=8).start()
@@ -148,17 +151,29 @@ def stack(fake_stripe: Any, tmp_path: Path) -> Iterator[Stack]:
     )
     assert collected.returncode == 0, collected.stderr
     try:
-        for name, db_url, extra in (
-            ("web_a", direct, static),
+        gunicorn = [str(BIN / "gunicorn"), "config.wsgi:application", "--config", str(ROOT / "config" / "gunicorn.py")]
+        granian = [str(BIN / "python"), "-m", "config.serve"]
+        for name, server, db_url, extra in (
+            ("web_a", gunicorn, direct, static),
             (
                 "web_b",
+                granian,
                 bouncer.url_for(direct),
                 {"DATABASE_PREPARED_STATEMENTS": "false", "DB_CONN_MAX_AGE": "0", **static},
             ),
         ):
             port = free_port()
-            argv = [str(BIN / "gunicorn"), "config.wsgi:application", "--config", str(ROOT / "config" / "gunicorn.py")]
-            argv += ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4", "--graceful-timeout", "3"]
+            argv = [
+                *server,
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--graceful-timeout",
+                "3",
+            ]
             instances.spawn(name, argv, _env(db_url, fake_stripe.url, **extra))
             urls.append(f"http://127.0.0.1:{port}")
         for name in ("worker_1", "worker_2"):
