@@ -260,6 +260,19 @@ def _key(request: HttpRequest, version: int) -> str:
     return f"catalog:{version}:{hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()}"
 
 
+def _shared_body(stored: object) -> tuple[bytes | None, float]:
+    """A body from the shared cache and how long a local copy may live: the shared entry carries its
+    expiry (wall clock, as every process reads it), so the copy goes when the shared one does, and a bump
+    that failed is still healed within ``CATALOG_CACHE_TTL``. An entry without one: 5 s."""
+    if isinstance(stored, tuple):
+        expires_at, body = stored
+        ttl = min(expires_at - time.time(), settings.CATALOG_CACHE_TTL)
+        return (body, ttl) if ttl > 0 else (None, 0.0)
+    if isinstance(stored, bytes):
+        return stored, min(5, settings.CATALOG_CACHE_TTL)
+    return None, 0.0
+
+
 def cached_public_get(
     view: Callable[..., HttpResponse], build: Callable[..., bytes | None] | None = None
 ) -> Callable[..., HttpResponse]:
@@ -279,10 +292,9 @@ def cached_public_get(
             key = _key(request, catalog_version())
             body = local_bodies.get(key)
             if body is None:
-                body = cache.get(key)
+                body, ttl = _shared_body(cache.get(key))
                 if body is not None:
-                    # Its remaining TTL is unknown here: keep the local copy a short while only.
-                    local_bodies.put(key, body, ttl=min(5, settings.CATALOG_CACHE_TTL))
+                    local_bodies.put(key, body, ttl=ttl)  # no longer than the shared copy lives
         except Exception:
             logger.exception("catalog cache unavailable; serving from the database")
             return view(request, *args, **kwargs)
@@ -300,8 +312,9 @@ def cached_public_get(
             if render is not None:
                 render()
             try:
-                cache.set(key, response.content, settings.CATALOG_CACHE_TTL)
-                local_bodies.put(key, response.content, ttl=settings.CATALOG_CACHE_TTL)
+                ttl = settings.CATALOG_CACHE_TTL
+                cache.set(key, (time.time() + ttl, response.content), ttl)
+                local_bodies.put(key, response.content, ttl=ttl)
             except Exception:
                 logger.exception("catalog cache write failed")
             response["X-Cache"] = "miss"

@@ -214,3 +214,34 @@ def test_products_list_when_cache_down_then_served_from_database(api, monkeypatc
 
     assert listed.status_code == 200 and listed.json()["results"][0]["id"] == product.id
     assert "X-Cache" not in listed
+
+
+def test_body_when_another_process_stored_it_then_kept_locally_only_as_long_as_the_shared_copy(api, settings):
+    """A process that reads a body another one stored keeps its copy until the shared entry expires (the
+    entry carries its expiry), not for a fixed few seconds nor beyond the entry."""
+    import time
+
+    from django.core.cache import cache
+
+    from catalog.cache import _shared_body, local_bodies
+
+    ProductFactory.create_batch(2)
+    local_bodies.clear()
+    built = api.get("/api/v1/products")
+    assert built["X-Cache"] == "miss"
+    (key,) = list(local_bodies.bodies)
+    expires_at, body = cache.get(key)
+    assert body == built.content
+    assert abs(expires_at - (time.time() + settings.CATALOG_CACHE_TTL)) < 5
+
+    assert _shared_body((time.time() + 30, b"{}"))[0] == b"{}"
+    assert 29 < _shared_body((time.time() + 30, b"{}"))[1] <= 30
+    assert _shared_body((time.time() - 1, b"{}")) == (None, 0.0)  # the shared copy is gone: a miss
+    assert _shared_body(b"{}") == (b"{}", 5)  # an entry written before expiries were stored
+    assert _shared_body(None) == (None, 0.0)
+
+    local_bodies.clear()  # as in another process: only the shared copy
+    again = api.get("/api/v1/products")
+    assert again["X-Cache"] == "hit" and again.content == built.content
+    kept_until = local_bodies.bodies[key][0]
+    assert kept_until - time.monotonic() > settings.CATALOG_CACHE_TTL - 5  # not the old 5 s
