@@ -18,12 +18,19 @@ from config.db import prepared_cursor
 from config.request_context import user_id_var
 
 _REMEMBERED = "_validated_access_token"
+_REMEMBERED_USER = "_user_read_early"
 
 
 def remember_validated_token(request: HttpRequest, raw: bytes, token: Token) -> None:
     """Keeps a token validated before DRF runs (the idempotency middleware's scope) for the view's
     authentication, so one request checks one signature once."""
     setattr(request, _REMEMBERED, (raw, token))
+
+
+def remember_user(request: HttpRequest, user: User | None) -> None:
+    """Keeps the user row a statement read before DRF runs (the idempotency claim reads it beside its insert)
+    for the view's authentication, which then makes no query of its own; None: the row was not found."""
+    setattr(request, _REMEMBERED_USER, user)
 
 
 class JWTAuthentication(_JWTAuthentication):
@@ -36,9 +43,21 @@ class JWTAuthentication(_JWTAuthentication):
         validated = remembered[1] if remembered is not None and remembered[0] == raw else None
         if validated is None:
             validated = self.get_validated_token(raw)
-        user = self.get_user(validated)
+        user = self._user_read_early(request, validated) or self.get_user(validated)
         user_id_var.set(str(user.pk))
         return user, validated
+
+    @staticmethod
+    def _user_read_early(request: Request, validated_token: Token) -> Any:
+        """The token's user if the request read it already (``remember_user``), with simplejwt's refusals;
+        None when it was not read (or was read for another id): ``get_user`` reads it then."""
+        user = getattr(request, _REMEMBERED_USER, None)
+        user_id = validated_token.get(jwt_settings.USER_ID_CLAIM)
+        if user is None or user_id is None or jwt_settings.CHECK_REVOKE_TOKEN or str(user.pk) != str(user_id):
+            return None
+        if jwt_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
+            raise AuthenticationFailed("User is inactive", code="user_inactive")
+        return user
 
     def get_user(self, validated_token: Token) -> Any:
         """simplejwt's look-up and refusals, with the user read by one prepared statement: every
@@ -65,7 +84,16 @@ def _user_by_id(user_id: str) -> User | None:
     with prepared_cursor() as cursor:
         cursor.execute(_USER_SQL, [user_id])
         row = cursor.fetchone()
-    return None if row is None else User.from_db(DEFAULT_DB_ALIAS, _USER_FIELDS, row)
+    return None if row is None else user_from_row(row)
+
+
+def user_select(user_id: str) -> tuple[str, list[Any]]:
+    """The SELECT ``get_user`` makes, for a statement that reads the user beside its own work."""
+    return _USER_SQL, [user_id]
+
+
+def user_from_row(row: tuple[Any, ...]) -> User:
+    return User.from_db(DEFAULT_DB_ALIAS, _USER_FIELDS, row)
 
 
 class JWTAuthenticationScheme(SimpleJWTScheme):

@@ -92,17 +92,43 @@ def insert_unless_taken(instance: models.Model, *, unique: tuple[str, ...]) -> b
     outside a transaction: a concurrent insert of the same key waits for the first to
     commit, then inserts nothing, so exactly one caller ever claims a key.
     """
+    inserted, _ = insert_unless_taken_reading(instance, unique=unique)
+    return inserted
+
+
+def insert_unless_taken_reading(
+    instance: models.Model, *, unique: tuple[str, ...], beside: tuple[str, list[Any]] | None = None
+) -> tuple[bool, tuple[Any, ...] | None]:
+    """``insert_unless_taken``, plus the row of ``beside`` (a SELECT of at most one row, and its parameters)
+    read by the same statement, so a request that needs both makes one round trip; None when it found none.
+    """
     insert, values = insert_values(instance)
     pk = connection.ops.quote_name(str(instance._meta.pk.column))
     conflict = ", ".join(connection.ops.quote_name(column) for column in unique)
+    sql = f"{insert} ON CONFLICT ({conflict}) DO NOTHING RETURNING {pk}"
+    if beside is not None:
+        select, select_params = beside
+        # The insert runs whether or not beside finds its row; LEFT JOIN keeps the one answer row.
+        sql = (
+            f"WITH taken AS ({sql}) SELECT (SELECT {pk} FROM taken), found.*"  # noqa: S608 - our SQL, values are parameters
+            f" FROM (SELECT 1) AS one LEFT JOIN LATERAL ({select}) AS found ON true"
+        )
+        values = [*values, *select_params]
     with prepared_cursor() as cursor:
-        cursor.execute(f"{insert} ON CONFLICT ({conflict}) DO NOTHING RETURNING {pk}", values)
-        inserted = cursor.fetchone()
-    if inserted is None:
-        return False
-    instance.pk = inserted[0]
+        cursor.execute(sql, values)
+        answer = cursor.fetchone()
+    found: tuple[Any, ...] | None = None
+    if beside is not None:
+        assert answer is not None
+        answer, rest = answer[:1], tuple(answer[1:])
+        found = rest if any(value is not None for value in rest) else None
+        if answer[0] is None:
+            answer = None
+    if answer is None:
+        return False, found
+    instance.pk = answer[0]
     instance._state.adding = False
-    return True
+    return True, found
 
 
 # Fields whose Python value (str, int, bool, None) is already what the database adapter takes.

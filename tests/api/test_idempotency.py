@@ -456,3 +456,46 @@ def test_order_key_when_used_by_another_customer_then_their_own_order(customer_a
     assert "Idempotent-Replayed" not in theirs
     assert theirs.json()["id"] != mine.json()["id"]
     assert Order.objects.count() == 2
+
+
+# --- the user read beside the claim ------------------------------------------------------
+
+
+def _user_reads(queries) -> list[str]:
+    table = connection.ops.quote_name(User._meta.db_table)
+    return [q["sql"] for q in queries if f"FROM {table}" in q["sql"]]
+
+
+def test_keyed_post_when_signed_in_then_the_claim_reads_the_user_and_the_view_reads_it_no_more(wd_api):
+    with CaptureQueriesContext(connection) as queries:
+        response = _post(wd_api, WITHDRAW, {"amount": 1000}, "wd-user-beside")
+
+    assert response.status_code == 201, response.content
+    reads = _user_reads(queries.captured_queries)
+    assert len(reads) == 1, reads  # one look-up of the user in the whole request
+    assert "ON CONFLICT" in reads[0] and "LEFT JOIN LATERAL" in reads[0]  # and it is the claim's statement
+    assert IdempotencyKey.objects.get(scope=_scope(wd_api), key="wd-user-beside").status == (
+        IdempotencyKeyStatus.COMPLETED
+    )
+
+
+def test_keyed_post_when_user_deactivated_after_sign_in_then_401_and_the_claim_released(wd_api):
+    User.objects.filter(pk=wd_api.user.pk).update(is_active=False)  # the token is still valid
+
+    response = _post(wd_api, WITHDRAW, {"amount": 1000}, "wd-inactive")
+
+    assert_error(response, 401, "authentication_failed")
+    assert not IdempotencyKey.objects.filter(scope=_scope(wd_api), key="wd-inactive").exists()
+
+
+def test_keyed_post_when_token_names_no_user_then_401_and_no_claim_kept(db):
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    gone = User(pk="usr_01NOSUCHUSER000000000000000", email="gone@example.test")  # never saved
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(gone)}")
+
+    response = _post(client, WITHDRAW, {"amount": 1000}, "wd-gone")
+
+    assert_error(response, 401, "authentication_failed")
+    assert not IdempotencyKey.objects.filter(scope=f"usr:{gone.pk}", key="wd-gone").exists()
