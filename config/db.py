@@ -116,17 +116,12 @@ def insert_unless_taken_reading(
         values = [*values, *select_params]
     with prepared_cursor() as cursor:
         cursor.execute(sql, values)
-        answer = cursor.fetchone()
-    found: tuple[Any, ...] | None = None
-    if beside is not None:
-        assert answer is not None
-        answer, rest = answer[:1], tuple(answer[1:])
-        found = rest if any(value is not None for value in rest) else None
-        if answer[0] is None:
-            answer = None
-    if answer is None:
+        answer = cursor.fetchone() or (None,)  # no row: the plain insert inserted nothing
+    inserted_pk, rest = answer[0], tuple(answer[1:])
+    found = rest if any(value is not None for value in rest) else None
+    if inserted_pk is None:
         return False, found
-    instance.pk = answer[0]
+    instance.pk = inserted_pk
     instance._state.adding = False
     return True, found
 

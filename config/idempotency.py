@@ -84,7 +84,6 @@ REFUSED_BEFORE_WORK = frozenset({401, 403, 404, 405, 413, 415, 429})
 UNSTORED_PREFIXES = ("/api/v1/auth/",)
 _FINGERPRINT_SALT = "config.idempotency.fingerprint"
 _CLAIM_ATTEMPTS = 3
-USER_SCOPE = "usr:"
 SCOPE_LENGTH: int = IdempotencyKey._meta.get_field("scope").max_length  # type: ignore[assignment]
 _TABLE = IdempotencyKey._meta.db_table
 
@@ -119,8 +118,9 @@ def client_ip(request: HttpRequest) -> str:
     return addresses[-min(num_proxies, len(addresses))]
 
 
-def request_scope(request: HttpRequest) -> str:
-    """``usr:<id>`` from a valid Bearer access token (signature and expiry only, no query), else ``ip:<addr>``."""
+def request_scope(request: HttpRequest) -> tuple[str, str | None]:
+    """``usr:<id>`` from a valid Bearer access token (signature and expiry only, no query), else ``ip:<addr>``;
+    and the token's user id (None without one)."""
     header = request.META.get("HTTP_AUTHORIZATION", "")
     parts = header.split()
     if len(parts) == 2 and parts[0] in jwt_settings.AUTH_HEADER_TYPES:
@@ -132,8 +132,8 @@ def request_scope(request: HttpRequest) -> str:
             remember_validated_token(request, parts[1].encode(), token)
             user_id = token.get(jwt_settings.USER_ID_CLAIM)
             if user_id:
-                return f"{USER_SCOPE}{user_id}"[:SCOPE_LENGTH]
-    return f"ip:{client_ip(request)}"[:SCOPE_LENGTH]
+                return f"usr:{user_id}"[:SCOPE_LENGTH], str(user_id)
+    return f"ip:{client_ip(request)}"[:SCOPE_LENGTH], None
 
 
 def _lock_timeout() -> timedelta:
@@ -190,10 +190,12 @@ class IdempotencyMiddleware:
         except RequestDataTooBig:
             return error_response(PayloadTooLarge())
 
-        scope = request_scope(request)
+        scope, user_id = request_scope(request)
         path = request.get_full_path()
         fingerprint = request_fingerprint(request.method, path, body)
-        row, answer, new = self._claim(request, scope=scope, key=key, fingerprint=fingerprint, path=path)
+        row, answer, new = self._claim(
+            request, scope=scope, user_id=user_id, key=key, fingerprint=fingerprint, path=path
+        )
         if answer is not None:
             return answer
         assert row is not None
@@ -213,16 +215,14 @@ class IdempotencyMiddleware:
         return response
 
     def _claim(
-        self, request: HttpRequest, *, scope: str, key: str, fingerprint: str, path: str
+        self, request: HttpRequest, *, scope: str, user_id: str | None, key: str, fingerprint: str, path: str
     ) -> tuple[IdempotencyKey | None, HttpResponse | None, bool]:
         """Inserts the claim, or answers from the row another request left: replay, 409 or 422. The flag is
         True for a claim inserted just now (``current_request_is_new``), False for one taken over.
 
         For a token's user the first insert also reads the user row (one round trip, not two), which the
         view's authentication then takes (``remember_user``)."""
-        # The token's user id, unless the scope had to cut it short.
-        user_id = scope.removeprefix(USER_SCOPE) if scope.startswith(USER_SCOPE) and len(scope) < SCOPE_LENGTH else None
-        for _ in range(_CLAIM_ATTEMPTS):
+        for attempt in range(_CLAIM_ATTEMPTS):
             now = timezone.now()
             row = IdempotencyKey(
                 scope=scope,
@@ -234,11 +234,10 @@ class IdempotencyMiddleware:
                 locked_at=now,
                 expires_at=now + settings.IDEMPOTENCY_TTL,
             )
-            beside = user_select(user_id) if user_id else None
+            beside = user_select(user_id) if user_id is not None and attempt == 0 else None
             inserted, user_row = insert_unless_taken_reading(row, unique=("scope", "key"), beside=beside)
-            if user_id:
+            if beside is not None:
                 remember_user(request, None if user_row is None else user_from_row(user_row))
-                user_id = None  # read once
             if inserted:
                 return row, None, True
 

@@ -40,12 +40,18 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
+def _split_bind(bind: str, default_host: str) -> tuple[str, int]:
+    """``host:port`` (``:port`` keeps ``default_host``)."""
+    host, _, port = bind.rpartition(":")
+    return host or default_host, int(port)
+
+
 def config_from_env() -> ServerConfig:
     """The production values; ``WEB_BIND`` is ``host:port`` (inside the container; publish it as needed)."""
-    host, _, port = os.environ.get("WEB_BIND", "0.0.0.0:8000").rpartition(":")
+    host, port = _split_bind(os.environ.get("WEB_BIND", "0.0.0.0:8000"), "0.0.0.0")  # noqa: S104
     return ServerConfig(
-        host=host or "0.0.0.0",  # noqa: S104
-        port=int(port),
+        host=host,
+        port=port,
         workers=_env_int("WEB_CONCURRENCY", os.cpu_count() or 1),
         threads=_env_int("WEB_THREADS", 4),
         backlog=_env_int("WEB_BACKLOG", 1024),
@@ -84,10 +90,7 @@ def _parse(argv: list[str] | None) -> ServerConfig:
     parser.add_argument("--graceful-timeout", type=int, default=base.kill_timeout_s)
     parser.add_argument("--log-level", default=base.log_level)
     args = parser.parse_args(argv)
-    host, port = base.host, base.port
-    if args.bind:
-        given_host, _, given_port = args.bind.rpartition(":")
-        host, port = given_host or host, int(given_port)
+    host, port = _split_bind(args.bind, base.host) if args.bind else (base.host, base.port)
     if args.workers < 1 or args.threads < 1:
         parser.error("--workers and --threads must be at least 1")
     return ServerConfig(
